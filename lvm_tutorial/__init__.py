@@ -1,0 +1,29 @@
+"""lvm_tutorial: the kernels of the executable course on latent variable models in JAX.
+
+Modules, one topic each:
+
+- :mod:`~lvm_tutorial.distributions`: diagonal Gaussians and their mixtures.
+- :mod:`~lvm_tutorial.estimators`: ELBO, IWAE bounds, SUMO and its random number of terms.
+- :mod:`~lvm_tutorial.gradients`: score-function and reparameterisation gradient samples.
+- :mod:`~lvm_tutorial.targets`: the funnel target density.
+- :mod:`~lvm_tutorial.linear_gaussian`: the closed-form oracle model.
+- :mod:`~lvm_tutorial.networks`, :mod:`~lvm_tutorial.vae`: MLPs, encoder and decoder.
+- :mod:`~lvm_tutorial.training`: the one training loop; :mod:`~lvm_tutorial.data`: data sets.
+- :mod:`~lvm_tutorial.plotting`: the plot helpers; :mod:`~lvm_tutorial.exercises`: checkers.
+"""
+from . import (data, distributions, estimators, exercises, gradients, linear_gaussian, networks,
+               plotting, runtime, targets, training, vae)
+from .data import TRUE_MIXTURE, Mixture, load_digits_binary, make_moons
+from .distributions import (diag_normal_entropy, diag_normal_log_prob, diag_normal_sample,
+                            mixture_log_prob, mixture_posterior, mixture_sample)
+from .estimators import (buffer_sizes, elbo, expected_num_terms, iwae_bound, iwae_bounds,
+                         log_tail_survival, max_num_terms, sample_num_terms, sumo,
+                         sumo_from_log_weights, tail_survival)
+from .gradients import leave_one_out_baseline, reparam_grad_samples, score_function_grad_samples
+from .networks import gaussian_head, mlp_apply, mlp_init
+from .runtime import describe_runtime
+from .targets import FUNNEL_SCALE, funnel_log_prob, funnel_sample
+from .training import TrainState, fit, init_state, run_steps, train_step
+from .vae import VAEParams, encode, iwae_loss, vae_init, vae_log_weights, vae_sample
+
+__version__ = "0.1.0"

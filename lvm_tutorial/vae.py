@@ -1,0 +1,85 @@
+r"""Amortised inference: an encoder $q_\phi(z \mid x)$, a decoder $p_\theta(x \mid z)$, a prior $\mathcal N(0, I)$.
+
+Notation: $\theta$ for the decoder (generative model), $\phi$ for the encoder, as in source 002.
+Both are diagonal Gaussians by default; ``likelihood="bernoulli"`` makes the decoder output
+logits for binary data. ``vae_log_weights`` gives the importance log-weights
+$\log w_k = \log p_\theta(x \mid z_k) + \log p(z_k) - \log q_\phi(z_k \mid x)$, from which
+:mod:`lvm_tutorial.estimators` builds the ELBO, IWAE and SUMO.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from .distributions import diag_normal_log_prob, diag_normal_sample
+from .estimators import iwae_bound
+from .networks import gaussian_head, mlp_apply, mlp_init
+
+__all__ = ["VAEParams", "vae_init", "encode", "decoder_log_prob", "vae_log_weights",
+           "iwae_loss", "vae_sample"]
+
+LIKELIHOODS = ("gaussian", "bernoulli")
+
+
+class VAEParams(NamedTuple):
+    encoder: list
+    decoder: list
+
+
+def vae_init(key, data_dim: int, latent_dim: int, hidden: tuple[int, ...] = (64,),
+             likelihood: str = "gaussian") -> VAEParams:
+    """Encoder ``data_dim -> hidden -> 2 latent_dim``; decoder ``latent_dim -> hidden -> out``."""
+    if likelihood not in LIKELIHOODS:
+        raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+    e_key, d_key = jax.random.split(key)
+    out = 2 * data_dim if likelihood == "gaussian" else data_dim
+    return VAEParams(mlp_init(e_key, (data_dim, *hidden, 2 * latent_dim)),
+                     mlp_init(d_key, (latent_dim, *hidden, out)))
+
+
+def encode(params: VAEParams, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    r"""$(\mu_\phi(x), \log\sigma_\phi(x))$ of $q_\phi(z \mid x)$."""
+    return gaussian_head(params.encoder, x)
+
+
+def decoder_log_prob(params: VAEParams, x: jax.Array, z: jax.Array,
+                     likelihood: str = "gaussian") -> jax.Array:
+    r"""$\log p_\theta(x \mid z)$ for ``x`` (D,) and ``z`` (..., d); returns ``(...)``."""
+    if likelihood == "gaussian":
+        mean, log_scale = gaussian_head(params.decoder, z)
+        return diag_normal_log_prob(x, mean, log_scale)
+    logits = mlp_apply(params.decoder, z)
+    return -jnp.sum(jnp.logaddexp(0.0, jnp.where(x > 0.5, -logits, logits)), axis=-1)
+
+
+def vae_log_weights(key, params: VAEParams, x: jax.Array, num_samples: int,
+                    likelihood: str = "gaussian") -> jax.Array:
+    r"""$\log w_k$ for $z_k \sim q_\phi(z \mid x)$, reparameterised; ``x`` (D,) to ``(num_samples,)``."""
+    mean, log_scale = encode(params, x)
+    z = diag_normal_sample(key, mean, log_scale, num_samples)
+    log_prior = diag_normal_log_prob(z, 0.0, jnp.zeros_like(mean))
+    return (decoder_log_prob(params, x, z, likelihood) + log_prior
+            - diag_normal_log_prob(z, mean, log_scale))
+
+
+def iwae_loss(params: VAEParams, key, batch: jax.Array, num_samples: int,
+              likelihood: str = "gaussian") -> jax.Array:
+    r"""$-\frac1B \sum_b \mathrm{IWAE}_K(x_b)$; with ``num_samples=1`` this is the negative ELBO (a VAE)."""
+    keys = jax.random.split(key, batch.shape[0])
+    log_w = jax.vmap(vae_log_weights, (0, None, 0, None, None))(keys, params, batch, num_samples,
+                                                               likelihood)
+    return -jnp.mean(iwae_bound(log_w))
+
+
+def vae_sample(key, params: VAEParams, num_samples: int, likelihood: str = "gaussian"):
+    """Ancestral samples ``(x, z)``: $z \\sim \\mathcal N(0, I)$, $x \\sim p_\\theta(x \\mid z)$."""
+    z_key, x_key = jax.random.split(key)
+    latent_dim = params.decoder[0][0].shape[0]
+    z = jax.random.normal(z_key, (int(num_samples), latent_dim))
+    if likelihood == "gaussian":
+        mean, log_scale = gaussian_head(params.decoder, z)
+        return diag_normal_sample(x_key, mean, log_scale), z
+    logits = mlp_apply(params.decoder, z)
+    return jax.random.bernoulli(x_key, jax.nn.sigmoid(logits)).astype(logits.dtype), z
