@@ -9,14 +9,16 @@ Modules, one topic each:
 - :mod:`~lvm_tutorial.linear_gaussian`: the closed-form oracle model.
 - :mod:`~lvm_tutorial.networks`, :mod:`~lvm_tutorial.vae`: MLPs, encoder and decoder.
 - :mod:`~lvm_tutorial.training`: the one training loop; :mod:`~lvm_tutorial.data`: data sets.
+- :mod:`~lvm_tutorial.compilation`: counting compilations.
 - :mod:`~lvm_tutorial.plotting`: the plot helpers; :mod:`~lvm_tutorial.exercises`: checkers.
 """
-from . import (data, distributions, estimators, exercises, gradients, linear_gaussian, networks,
+from . import (compilation, data, distributions, estimators, exercises, gradients, linear_gaussian, networks,
                plotting, runtime, targets, training, vae)
 from .data import TRUE_MIXTURE, Mixture, load_digits_binary, make_moons
 from .distributions import (diag_normal_entropy, diag_normal_log_prob, diag_normal_sample,
                             mixture_log_prob, mixture_posterior, mixture_sample)
-from .estimators import (buffer_sizes, elbo, expected_num_terms, iwae_bound, iwae_bounds,
+from .compilation import count_compilations
+from .estimators import (buffer_sizes, effective_sample_size, elbo, expected_num_terms, iwae_bound, iwae_bounds,
                          log_tail_survival, max_num_terms, sample_num_terms, sumo,
                          sumo_from_log_weights, tail_survival)
 from .gradients import leave_one_out_baseline, reparam_grad_samples, score_function_grad_samples

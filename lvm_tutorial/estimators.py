@@ -25,6 +25,7 @@ __all__ = [
     "elbo",
     "iwae_bound",
     "iwae_bounds",
+    "effective_sample_size",
     "log_tail_survival",
     "tail_survival",
     "expected_num_terms",
@@ -64,6 +65,14 @@ def iwae_bounds(log_weights: jax.Array) -> jax.Array:
     num = log_weights.shape[-1]
     counts = jnp.arange(1, num + 1, dtype=log_weights.dtype)
     return jax.lax.cumlogsumexp(log_weights, axis=log_weights.ndim - 1) - jnp.log(counts)
+
+
+def effective_sample_size(log_weights: jax.Array) -> jax.Array:
+    r"""Kish's effective sample size $(\sum_k w_k)^2 / \sum_k w_k^2$, computed in log space.
+
+    Between 1 (one weight carries everything) and $K$ (equal weights). ``(..., K)`` to ``(...)``.
+    """
+    return jnp.exp(2 * logsumexp(log_weights, axis=-1) - logsumexp(2 * log_weights, axis=-1))
 
 
 def log_tail_survival(k: jax.Array, alpha: float = 80, b: float = 0.1) -> jax.Array:
