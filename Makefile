@@ -5,7 +5,17 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard book/*.ipynb))
 
-.PHONY: test unit nbval book execute bench clean
+.PHONY: test unit nbval browser browser-deps chromium book execute bench clean
+
+# The browser check needs Debian's chromium and MathJax 3 (npm), each installed once, and a
+# built book: `make test` builds it when a source changed since the last build.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
+MATHJAX := $(VENV)/npm/node_modules/mathjax/es5
+BOOK_STAMP := _build/.book-built
+BOOK_SOURCES := _config.yml _toc.yml references.bib $(shell find book lvm_tutorial -type f \
+	-not -path '*/.ipynb_checkpoints/*' -not -path '*/__pycache__/*' 2>/dev/null)
+JUPYTER_BOOK := $(BIN)/jupyter-book build --all -W -n --keep-going .
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,8 +23,9 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install -q -r requirements.txt
 	touch $(STAMP)
 
-## Unit tests, then every notebook under strict nbval (outputs must match what is committed).
-test: unit nbval
+## Unit tests, every notebook under strict nbval (outputs must match what is committed), then
+## every page of the built book in headless Chromium (screenshots in _build/screenshots/).
+test: unit nbval browser
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests
@@ -23,9 +34,30 @@ nbval: $(STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider --nbval --nbval-current-env \
 		--nbval-cell-timeout=600 --sanitize-with tools/nbval_sanitize.cfg $(NOTEBOOKS)
 
+browser: browser-deps $(BOOK_STAMP)
+	$(BIN)/python tools/browser_check.py --self-test --mathjax $(MATHJAX)
+	$(BIN)/python tools/browser_check.py --html _build/html --screenshots _build/screenshots \
+		--mathjax $(MATHJAX)
+
+browser-deps: chromium $(MATHJAX)/tex-mml-chtml.js
+
+chromium:
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
+		$(APT_INSTALL) chromium >/dev/null; }
+
+$(MATHJAX)/tex-mml-chtml.js: | $(STAMP)
+	@command -v npm >/dev/null || { $(SUDO) apt-get update -qq && $(APT_INSTALL) npm >/dev/null; }
+	npm install --prefix $(VENV)/npm --no-audit --no-fund --silent mathjax@3.2.2
+	touch $@
+
+$(BOOK_STAMP): $(BOOK_SOURCES) $(STAMP)
+	$(JUPYTER_BOOK)
+	touch $@
+
 ## Execute every notebook from a fresh kernel and build the HTML book; any warning fails.
 book: $(STAMP)
-	$(BIN)/jupyter-book build --all -W -n --keep-going .
+	$(JUPYTER_BOOK)
+	touch $(BOOK_STAMP)
 
 ## Refresh the committed outputs: run each notebook top to bottom in a fresh kernel.
 execute: $(STAMP)
