@@ -53,7 +53,7 @@ CHROMIUM_FLAGS = [
     "--window-size=1280,900", "--remote-debugging-pipe",
 ]
 WIDTH = 1280
-MAX_SHOT_HEIGHT = 16000  # px; Chromium's capture limit is near 16384
+MAX_SHOT_HEIGHT = 8000  # px per screenshot; a taller page is continued in <page>-2.png, ...
 RAW_MATH = re.compile(r"\$\$|\$[^$\s][^$]*?\$|\\\(|\\\)|\\\[|\\\]|\\begin\{")
 SKIPPED_DIRS = {"_static", "_sources", "_images", "_sphinx_design_static", "_panels_static"}
 
@@ -290,7 +290,7 @@ PAGE_SCRIPT = r"""
   const cells = [...document.querySelectorAll('div.cell')].map((cell, i) => {
     const out = [...cell.querySelectorAll('.cell_output')];
     const outText = out.map(o => o.textContent).join('\n');
-    const input = cell.querySelector('.cell_input');
+    const input = cell.querySelector('.cell_input pre') || cell.querySelector('.cell_input');
     return {
       index: i + 1,
       raises: cell.classList.contains('tag_raises-exception'),
@@ -384,19 +384,31 @@ def browser_problems(chrome: Chromium, session: str, url: str, base: str,
         context = page["text"][max(0, match.start() - 40):match.end() + 40].replace("\n", " ")
         problems.append(f"raw math: {match.group()!r} left in the rendered text: ...{context}...")
     if screenshot is not None:
-        # Lay the page out in a window as tall as the page, so the capture is the whole page
-        # as a reader scrolls through it (capturing beyond a short viewport can misplace it).
-        height = min(max(int(page["height"]), 1), MAX_SHOT_HEIGHT)
-        chrome.call("Emulation.setDeviceMetricsOverride", {
-            "width": WIDTH, "height": height, "deviceScaleFactor": 1, "mobile": False},
-            session=session)
-        chrome.call("Runtime.evaluate", {"expression": "window.scrollTo(0, 0)"}, session=session)
-        shot = chrome.call("Page.captureScreenshot", {"format": "png"}, session=session,
-                           timeout=120)
-        chrome.call("Emulation.clearDeviceMetricsOverride", session=session)
-        screenshot.write_bytes(base64.b64decode(shot["data"]))
+        save_screenshots(chrome, session, int(page["height"]), screenshot)
     page["notes"] = notes
     return problems, page
+
+
+def save_screenshots(chrome: Chromium, session: str, height: int, path: Path) -> list[Path]:
+    """The whole page as `path`, continued in `<stem>-2.png`, ... when it is very tall.
+
+    The window is made as tall as the page (up to MAX_SHOT_HEIGHT), so each capture is the
+    page as laid out for a reader; capturing beyond a short viewport can misplace content.
+    """
+    tile = min(max(height, 1), MAX_SHOT_HEIGHT)
+    chrome.call("Emulation.setDeviceMetricsOverride", {
+        "width": WIDTH, "height": tile, "deviceScaleFactor": 1, "mobile": False}, session=session)
+    paths = []
+    for index, top in enumerate(range(0, max(height, 1), tile)):
+        chrome.call("Runtime.evaluate", {"awaitPromise": True, "expression":
+                    f"window.scrollTo(0, {top}); new Promise(r => requestAnimationFrame("
+                    "() => requestAnimationFrame(r)))"}, session=session)
+        shot = chrome.call("Page.captureScreenshot", {"format": "png"}, session=session,
+                           timeout=120)
+        paths.append(path if index == 0 else path.with_name(f"{path.stem}-{index + 1}.png"))
+        paths[-1].write_bytes(base64.b64decode(shot["data"]))
+    chrome.call("Emulation.clearDeviceMetricsOverride", session=session)
+    return paths
 
 
 # --------------------------------------------------------------------------- the whole book
