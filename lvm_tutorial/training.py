@@ -36,7 +36,7 @@ def train_step(loss_fn: Callable, optimizer: optax.GradientTransformation, key, 
     loss, grads = jax.value_and_grad(loss_fn)(state.params, key, batch)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    return TrainState(params, opt_state), StepInfo(loss, optax.global_norm(grads))
+    return TrainState(params, opt_state), StepInfo(loss, optax.tree.norm(grads))
 
 
 @partial(jax.jit, static_argnames=("loss_fn", "optimizer"))
