@@ -55,16 +55,51 @@ def iwae_bound(log_weights: jax.Array) -> jax.Array:
     return logsumexp(log_weights, axis=-1) - jnp.log(jnp.asarray(num, log_weights.dtype))
 
 
+@jax.custom_vjp
+def _cumlogsumexp(x: jax.Array) -> jax.Array:
+    """``jax.lax.cumlogsumexp`` over the last axis, with a cheaper-to-compile gradient.
+
+    XLA's derivative of the forward ``reduce_window`` took 11 s to compile for a buffer of 891
+    on this 2-core CPU, against 1 s for the forward alone; the backward pass below is two more
+    forward cumulative log-sum-exps. With $y = \operatorname{cumlogsumexp}(x)$ and cotangent
+    $c = c^+ - c^-$, $\partial y_k / \partial x_i = e^{x_i - y_k}$ for $i \le k$, so
+    $g_i = e^{x_i + A^+_i} - e^{x_i + A^-_i}$ with
+    $A^\pm_i = \log \sum_{k \ge i} c^\pm_k e^{-y_k}$ (a reverse cumlogsumexp); since
+    $y_k \ge x_i$ nothing overflows.
+    """
+    return jax.lax.cumlogsumexp(x, axis=x.ndim - 1)
+
+
+def _cumlogsumexp_fwd(x):
+    y = _cumlogsumexp(x)
+    return y, (x, y)
+
+
+def _cumlogsumexp_bwd(residuals, cotangent):
+    x, y = residuals
+    axis = x.ndim - 1
+    with jax.numpy_dtype_promotion("standard"):
+        log_pos = jnp.log(jnp.maximum(cotangent, 0.0)) - y
+        log_neg = jnp.log(jnp.maximum(-cotangent, 0.0)) - y
+    a_pos = jax.lax.cumlogsumexp(log_pos, axis=axis, reverse=True)
+    a_neg = jax.lax.cumlogsumexp(log_neg, axis=axis, reverse=True)
+    return (jnp.exp(x + a_pos) - jnp.exp(x + a_neg),)
+
+
+_cumlogsumexp.defvjp(_cumlogsumexp_fwd, _cumlogsumexp_bwd)
+
+
 def iwae_bounds(log_weights: jax.Array) -> jax.Array:
     r"""All prefix bounds at once: entry $k-1$ is $\mathrm{IWAE}_k$ of the first $k$ weights.
 
     $$\mathrm{IWAE}_k = \operatorname{cumlogsumexp}(\log w)_k - \log k .$$
 
-    Shape ``(..., K)`` to ``(..., K)``; uses ``jax.lax.cumlogsumexp``.
+    Shape ``(..., K)`` to ``(..., K)``; uses ``jax.lax.cumlogsumexp`` (with a hand-written
+    gradient that compiles ten times faster; reverse mode only).
     """
     num = log_weights.shape[-1]
     counts = jnp.arange(1, num + 1, dtype=log_weights.dtype)
-    return jax.lax.cumlogsumexp(log_weights, axis=log_weights.ndim - 1) - jnp.log(counts)
+    return _cumlogsumexp(log_weights) - jnp.log(counts)
 
 
 def effective_sample_size(log_weights: jax.Array) -> jax.Array:
