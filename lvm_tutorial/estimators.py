@@ -57,7 +57,7 @@ def iwae_bound(log_weights: jax.Array) -> jax.Array:
 
 @jax.custom_vjp
 def _cumlogsumexp(x: jax.Array) -> jax.Array:
-    """``jax.lax.cumlogsumexp`` over the last axis, with a cheaper-to-compile gradient.
+    r"""``jax.lax.cumlogsumexp`` over the last axis, with a cheaper-to-compile gradient.
 
     XLA's derivative of the forward ``reduce_window`` took 11 s to compile for a buffer of 891
     on this 2-core CPU, against 1 s for the forward alone; the backward pass below is two more

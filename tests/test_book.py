@@ -1,0 +1,74 @@
+"""The book's own invariants: every notebook committed executed, listed, and set up alike."""
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+import lvm_tutorial
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
+NOTEBOOKS = sorted((ROOT / "book").glob("*.ipynb"))
+
+
+def toc_files():
+    files = [TOC["root"]]
+    for part in TOC.get("parts", []):
+        files += [chapter["file"] for chapter in part["chapters"]]
+    return files
+
+
+def code_cells(path):
+    cells = json.loads(path.read_text())["cells"]
+    return [c for c in cells if c["cell_type"] == "code" and "".join(c["source"]).strip()]
+
+
+def tags(cell):
+    return cell.get("metadata", {}).get("tags", [])
+
+
+def test_every_page_in_the_toc_exists_and_every_notebook_is_listed():
+    listed = toc_files()
+    for name in listed:
+        assert any((ROOT / f"{name}{ext}").exists() for ext in (".md", ".ipynb")), name
+    for nb in NOTEBOOKS:
+        assert f"book/{nb.stem}" in listed, f"{nb.name} is not in _toc.yml"
+
+
+def test_config_essentials():
+    assert CONFIG["execute"]["execute_notebooks"] == "force"
+    assert CONFIG["only_build_toc_files"] is True
+    assert {".venv", ".pytest_cache"} <= set(CONFIG["exclude_patterns"])
+    assert "mathjax3_config" in CONFIG["sphinx"]["config"]   # `mathjax_config` does nothing
+    assert CONFIG["launch_buttons"]["colab_url"] == "https://colab.research.google.com"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_committed_executed_top_to_bottom(path):
+    cells = code_cells(path)
+    counts = [c.get("execution_count") for c in cells]
+    assert counts == list(range(1, len(cells) + 1)), f"execution counts {counts}: run `make execute`"
+    assert sum(bool(c.get("outputs")) for c in cells) >= len(cells) // 3, "outputs were stripped"
+    for cell in cells:
+        errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        assert not errors or "raises-exception" in tags(cell), "".join(cell["source"])[:80]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_setup_cell_installs_this_repository_at_this_release(path):
+    first = code_cells(path)[0]
+    source = "".join(first["source"])
+    urls = re.findall(r"git\+(https://\S+?)@(v[\w.]+)", source)
+    assert urls == [(CONFIG["repository"]["url"], f"v{lvm_tutorial.__version__}")]
+    assert "--no-deps" in source, "installing with dependencies could replace Colab's jax"
+    assert "hide-input" in tags(first)
+
+
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.stem[:2].isdigit() and p.stem[:2] != "00"],
+                         ids=lambda p: p.name)
+def test_chapter_has_a_parameters_cell_with_full_switch(path):
+    params = [c for c in code_cells(path) if "parameters" in tags(c)]
+    assert len(params) == 1 and re.search(r"^FULL = False", "".join(params[0]["source"]), re.M)

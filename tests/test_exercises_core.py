@@ -1,0 +1,31 @@
+import jax.numpy as jnp
+
+from lvm_tutorial.exercises import Feedback, compare
+
+
+def reference(x):
+    return jnp.cumsum(x)
+
+
+CASES = [(jnp.arange(4.0),), (jnp.ones(3),)]
+
+
+def test_a_correct_function_passes():
+    assert compare(reference, reference, CASES) == Feedback(True, "matches the reference.")
+
+
+def test_a_wrong_function_gets_the_targeted_hint():
+    hint = lambda got, want, args: "did you sum instead of accumulating?"
+    result = compare(lambda x: jnp.full_like(x, x.sum()), reference, CASES, diagnose=hint)
+    assert not result.passed and result.message == "did you sum instead of accumulating?"
+    assert str(result).startswith("Not yet: ")
+
+
+def test_shape_errors_and_exceptions_become_feedback():
+    assert "shape" in compare(lambda x: x.sum(), reference, CASES).message
+
+    def broken(x):
+        raise NotImplementedError("your code here")
+
+    result = compare(broken, reference, CASES)
+    assert not result.passed and "NotImplementedError" in result.message
