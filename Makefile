@@ -32,7 +32,7 @@ unit: $(STAMP)
 
 nbval: $(STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider --nbval --nbval-current-env \
-		--nbval-cell-timeout=600 --sanitize-with tools/nbval_sanitize.cfg $(NOTEBOOKS)
+		--nbval-cell-timeout=600 --nbval-sanitize-with tools/nbval_sanitize.cfg $(NOTEBOOKS)
 
 browser: browser-deps $(BOOK_STAMP)
 	$(BIN)/python tools/browser_check.py --self-test --mathjax $(MATHJAX)
