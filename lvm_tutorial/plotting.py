@@ -61,3 +61,28 @@ def training_curve(ax, values, label=None, smooth: int = 1, **kwargs):
     ax.plot(np.arange(len(values)) * smooth, values, label=label, **kwargs)
     ax.set_xlabel("step")
     return ax
+
+
+def bars(ax, labels, values, errors=None, colors=None, annotate: str | None = "{:.2f}", **kwargs):
+    """Labelled bars of ``values`` (with ``errors`` as error bars when given), each annotated
+    with its value formatted by ``annotate`` (None for no text)."""
+    values = np.asarray(values, dtype=float)
+    positions = np.arange(len(values))
+    ax.bar(positions, values, yerr=None if errors is None else np.asarray(errors), color=colors,
+           capsize=3, **kwargs)
+    ax.set_xticks(positions, labels)
+    ax.axhline(0.0, color="black", lw=0.6)
+    if annotate is not None:
+        for pos, value in zip(positions, values):
+            ax.annotate(annotate.format(value), (pos, value), ha="center",
+                        va="bottom" if value >= 0 else "top", fontsize=8,
+                        xytext=(0, 2 if value >= 0 else -2), textcoords="offset points")
+    return ax
+
+
+def arrows(ax, points, vectors, color=None, scale: float = 1.0, **kwargs):
+    """Arrows from each of ``points`` (N, 2) along ``vectors`` (N, 2), drawn in data units times ``scale``."""
+    points, vectors = np.asarray(points), scale * np.asarray(vectors)
+    ax.quiver(points[:, 0], points[:, 1], vectors[:, 0], vectors[:, 1], color=color, angles="xy",
+              scale_units="xy", scale=1.0, **kwargs)
+    return ax
