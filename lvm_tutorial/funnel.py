@@ -49,7 +49,13 @@ __all__ = [
     "microbatch_grads",
     "SumoInfo",
     "fit_sumo",
+    "sumo_log_prob",
+    "model_log_prob",
     "true_reverse_kl",
+    "Checkpoint",
+    "evaluate_checkpoint",
+    "Track",
+    "train_tracked",
     "x1_wasserstein",
     "x1_ks",
     "neck_fraction",
@@ -194,17 +200,19 @@ def sumo_flat(log_weights: jax.Array, segment_ids: jax.Array, positions: jax.Arr
 
 
 class MicroBatches(NamedTuple):
-    """A packed plan: micro-batch ``t`` holds examples ``0..`` of step ``step[t]`` in its slots.
+    """A packed plan: seat ``i`` of micro-batch ``t`` holds example ``first[t] + i`` of step ``step[t]``.
 
-    ``segment_ids``/``positions`` ``(T, L)``, ``example_weight`` ``(T, B)`` ($1/B$ for a real
-    example, 0 for an empty seat), ``last`` ``(T,)`` (apply the optimiser after this one),
-    ``step`` ``(T,)``.
+    ``segment_ids``/``positions`` ``(T, L)`` (the seat owning each slot, and the slot's place
+    among that example's samples), ``example_weight`` ``(T, B)`` ($1/B$ for a real example, 0
+    for an empty seat), ``last`` ``(T,)`` (apply the optimiser after this one), ``step`` and
+    ``first`` ``(T,)``.
     """
     segment_ids: np.ndarray
     positions: np.ndarray
     example_weight: np.ndarray
     last: np.ndarray
     step: np.ndarray
+    first: np.ndarray
 
 
 def pack_microbatches(num_terms: np.ndarray, min_terms: int, buffer_size: int) -> MicroBatches:
@@ -238,6 +246,7 @@ def pack_microbatches(num_terms: np.ndarray, min_terms: int, buffer_size: int) -
     example_weight = np.zeros((count, batch), np.float32)
     last = np.zeros(count, bool)
     step = np.zeros(count, np.int32)
+    first = np.zeros(count, np.int32)
     for t, (s, start, end) in enumerate(groups):
         row = lengths[s, start:end]
         used = int(row.sum())
@@ -246,8 +255,8 @@ def pack_microbatches(num_terms: np.ndarray, min_terms: int, buffer_size: int) -
         positions[t, :used] = np.arange(used) - np.repeat(np.cumsum(row) - row, row)
         example_weight[t, :end - start] = 1.0 / batch
         last[t] = end == batch
-        step[t] = s
-    return MicroBatches(segment_ids, positions, example_weight, last, step)
+        step[t], first[t] = s, start
+    return MicroBatches(segment_ids, positions, example_weight, last, step, first)
 
 
 def _dense_layer(x, w, b):
@@ -436,16 +445,75 @@ def fit_sumo(key, params: VAEParams, optimizer: optax.GradientTransformation, nu
     return state, SumoInfo(loss.astype(np.float32), sumo_sq.astype(np.float32), num_terms)
 
 
+@partial(jax.jit, static_argnames=("min_terms", "alpha", "b"))
+def _sumo_microbatches(params, x, eps, segment_ids, positions, min_terms, alpha, b):
+    """SUMO of every seat of every micro-batch (forward only): ``x`` (T, B, 2) -> (T, B)."""
+    def one(args):
+        x_t, eps_t, seg, pos = args
+        q_mean, q_log_scale = _head(params.encoder, x_t)
+        return _slot_sumo(params.decoder, q_mean, q_log_scale, x_t, eps_t, seg, pos, min_terms, alpha, b)
+    return jax.lax.map(one, (x, eps, segment_ids, positions))
+
+
+@partial(jax.jit, static_argnames=("count", "alpha", "b"))
+def _draw_num_terms(key, count: int, alpha: float, b: float):
+    return sample_num_terms(key, (count,), alpha, b)
+
+
+def sumo_log_prob(key, params: VAEParams, x, min_terms: int = 4, *, batch_size: int = 32,
+                  buffer_size: int = 384, alpha: float = 80, b: float = 0.1) -> np.ndarray:
+    r"""SUMO estimates of $\log p_\theta(x_n)$ for the rows of ``x`` (N, 2), a fresh $K$ for each
+    (unbiased, no cap), computed in the flat buffers of :func:`fit_sumo`. Returns ``(N,)``."""
+    x = np.asarray(x, np.float32)
+    if x.ndim != 2 or x.shape[1] != DATA_DIM:
+        raise ValueError(f"x must be (N, 2), got shape {x.shape}")
+    steps = -(-len(x) // batch_size)
+    k_key, e_key = jax.random.split(key)
+    num_terms = np.asarray(_draw_num_terms(k_key, steps * batch_size, float(alpha), float(b)))
+    num_terms = num_terms.reshape(steps, batch_size)
+    longest = int(min_terms) + int(num_terms.max())
+    size = buffer_size if longest <= buffer_size else 128 * -(-longest // 128)
+    plan = pack_microbatches(num_terms, min_terms, size)
+    # Two padded shapes at most (a run rarely needs twice as many buffers as steps): few compiles.
+    count = 2 * steps if len(plan.step) <= 2 * steps else batch_size * steps
+    seats = np.arange(batch_size)
+    index = plan.step[:, None] * batch_size + plan.first[:, None] + seats[None, :]      # (T, B)
+    real = plan.example_weight > 0
+    padded = np.concatenate([x, np.repeat(x[:1], steps * batch_size - len(x) + 1, axis=0)])
+    rows = np.where(real, index, len(padded) - 1)
+    pad = count - len(plan.step)
+    grab = lambda a, fill: np.concatenate([a, np.full((pad,) + a.shape[1:], fill, a.dtype)])
+    latent_dim = params.decoder[0][0].shape[0]
+    eps = jax.random.normal(e_key, (count, size, latent_dim))
+    values = _sumo_microbatches(params, grab(padded[rows], 0.0), eps, grab(plan.segment_ids, batch_size),
+                                grab(plan.positions, 0), int(min_terms), float(alpha), float(b))
+    out = np.empty(steps * batch_size, np.float32)
+    out[index[real]] = np.asarray(values)[:len(plan.step)][real]
+    return out[:len(x)]
+
+
 # --- evaluation ---------------------------------------------------------------------------
 
+def _iwae_in_chunks(key, params, x, num_samples: int):
+    keys = jax.random.split(key, x.shape[0])
+    # 64 points at a time: thousands of samples for thousands of points would not fit in memory.
+    return jax.lax.map(lambda args: iwae_bound(vae_log_weights(args[0], params, args[1], num_samples)),
+                       (keys, x), batch_size=64)
+
+
+@partial(jax.jit, static_argnames=("num_samples",))
+def model_log_prob(key, params: VAEParams, x: jax.Array, num_samples: int = 256) -> jax.Array:
+    r"""$\mathrm{IWAE}_K(x_n) \approx \log p_\theta(x_n)$ for many points ``x`` (N, 2), e.g. a plotting
+    grid, 64 points at a time. Returns ``(N,)``."""
+    return _iwae_in_chunks(key, params, x, num_samples)
+
+
 @partial(jax.jit, static_argnames=("num_x", "num_samples"))
-def _reverse_kl_terms(key, params, num_x: int, num_samples: int):
+def _draw_and_score(key, params, num_x: int, num_samples: int):
+    r"""Fresh ``x`` from the model, $\mathrm{IWAE}_K(x)$ with many samples, and $\log p^*(x)$."""
     x_key, w_key = jax.random.split(key)
     x = sample_x(x_key, params, num_x)
-    keys = jax.random.split(w_key, num_x)
-    log_p = jax.lax.map(lambda args: iwae_bound(vae_log_weights(args[0], params, args[1], num_samples)),
-                        (keys, x), batch_size=64)
-    return log_p - funnel_log_prob(x), x
+    return x, _iwae_in_chunks(w_key, params, x, num_samples), funnel_log_prob(x)
 
 
 def true_reverse_kl(key, params: VAEParams, num_x: int = 1024, num_samples: int = 2048):
@@ -456,9 +524,85 @@ def true_reverse_kl(key, params: VAEParams, num_x: int = 1024, num_samples: int 
     Since $\mathrm{IWAE}_K \le \log p_\theta$ in expectation, this is slightly low, by a gap that
     shrinks like $1/K$. Returns ``(mean, standard error, x)``.
     """
-    terms, x = _reverse_kl_terms(key, params, int(num_x), int(num_samples))
-    terms = np.asarray(terms, np.float64)
+    x, log_p, log_target = _draw_and_score(key, params, int(num_x), int(num_samples))
+    terms = np.asarray(log_p - log_target, np.float64)
     return float(terms.mean()), float(terms.std(ddof=1) / math.sqrt(len(terms))), x
+
+
+class Checkpoint(NamedTuple):
+    r"""One evaluation: the method's own KL estimate, the independent one, and their paired gap
+    $\frac1N\sum_n [\mathrm{IWAE}_{\text{many}}(x_n) - \widehat{\log p}(x_n)]$, each with its
+    standard error, on the same fresh $x_n$."""
+    own: float
+    own_se: float
+    true: float
+    true_se: float
+    gap: float
+    gap_se: float
+
+
+def _mean_se(values) -> tuple[float, float]:
+    values = np.asarray(values, np.float64)
+    return float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values)))
+
+
+_iwae_log_prob = jax.jit(iwae_log_prob, static_argnums=3)
+
+
+def evaluate_checkpoint(key, params: VAEParams, estimator: str, *, num_samples: int = 2,
+                        min_terms: int = 4, num_x: int = 512, eval_samples: int = 2048) -> Checkpoint:
+    """Score the sampler with its training estimator (``"iwae"`` with ``num_samples``, or
+    ``"sumo"`` with ``min_terms``) and with :func:`true_reverse_kl`'s, on the same fresh draws."""
+    if estimator not in ("iwae", "sumo"):
+        raise ValueError(f"estimator must be 'iwae' or 'sumo', got {estimator!r}")
+    x_key, own_key = jax.random.split(key)
+    x, log_p, log_target = _draw_and_score(x_key, params, int(num_x), int(eval_samples))
+    if estimator == "iwae":
+        own = np.asarray(_iwae_log_prob(own_key, params, x, int(num_samples)))
+    else:
+        own = sumo_log_prob(own_key, params, x, min_terms)
+    log_p, log_target = np.asarray(log_p), np.asarray(log_target)
+    return Checkpoint(*_mean_se(own - log_target), *_mean_se(log_p - log_target), *_mean_se(log_p - own))
+
+
+class Track(NamedTuple):
+    """:func:`train_tracked`'s record: ``step`` (C,) and a :class:`Checkpoint` of (C,) arrays at
+    each, the per-step training ``loss``, and the parameters at each checkpoint."""
+    step: np.ndarray
+    checkpoints: Checkpoint
+    loss: np.ndarray
+    snapshots: list
+
+
+def train_tracked(key, params: VAEParams, optimizer: optax.GradientTransformation, num_steps: int,
+                  num_checkpoints: int, estimator: str, *, num_samples: int = 2, batch_size: int = 32,
+                  min_terms: int = 4, num_x: int = 512, eval_samples: int = 2048):
+    """Train with ``"iwae"`` (:func:`~lvm_tutorial.fit` on :func:`reverse_kl_iwae_loss`) or
+    ``"sumo"`` (:func:`fit_sumo`), and :func:`evaluate_checkpoint` at the start and after each
+    of ``num_checkpoints`` equal segments. Returns ``(state, Track)``."""
+    from .training import fit  # the book's one training loop
+
+    if estimator not in ("iwae", "sumo"):
+        raise ValueError(f"estimator must be 'iwae' or 'sumo', got {estimator!r}")
+    if num_checkpoints < 1 or num_steps % num_checkpoints:
+        raise ValueError(f"num_steps={num_steps} must split into num_checkpoints={num_checkpoints} equal parts")
+    segment = num_steps // num_checkpoints
+    loss_fn = partial(reverse_kl_iwae_loss, num_samples=num_samples, batch_size=batch_size)
+    options = dict(num_samples=num_samples, min_terms=min_terms, num_x=num_x, eval_samples=eval_samples)
+    key, eval_key = jax.random.split(key)
+    state, losses, rows, snapshots = None, [], [evaluate_checkpoint(eval_key, params, estimator, **options)], [params]
+    for c in range(num_checkpoints):
+        key, train_key, eval_key = jax.random.split(key, 3)
+        if estimator == "iwae":
+            state, info = fit(train_key, loss_fn, params, optimizer, segment, state=state)
+        else:
+            state, info = fit_sumo(train_key, params, optimizer, segment, batch_size=batch_size,
+                                   min_terms=min_terms, state=state)
+        losses.append(np.asarray(info.loss))
+        rows.append(evaluate_checkpoint(eval_key, state.params, estimator, **options))
+        snapshots.append(state.params)
+    table = Checkpoint(*(np.array(column) for column in zip(*rows)))
+    return state, Track(np.arange(num_checkpoints + 1) * segment, table, np.concatenate(losses), snapshots)
 
 
 def _x1(samples) -> np.ndarray:

@@ -240,3 +240,21 @@ def test_x1_distances_and_neck():
     assert F.neck_fraction(samples) == np.mean(x1 < -2)
     with pytest.raises(ValueError, match="samples"):
         F.x1_ks(np.zeros(5))
+
+
+def test_sumo_log_prob_and_checkpoints_are_exact_when_every_weight_is_log_p():
+    # q is the prior and p(x|z) ignores z, so every log-weight equals log p(x): SUMO = IWAE = log p(x).
+    mean, log_scale = jnp.array([0.3, -0.4]), jnp.array([0.2, -0.1])
+    sampler = jax.jit(gaussian_sampler)(mean, log_scale)
+    x = np.random.default_rng(3).normal(size=(70, 2)).astype(np.float32)   # not a multiple of B
+    exact = np.asarray(diag_normal_log_prob(jnp.asarray(x), mean, log_scale))
+    np.testing.assert_allclose(F.sumo_log_prob(jax.random.key(10), sampler, x), exact, rtol=1e-5, atol=1e-4)
+    for estimator in ("iwae", "sumo"):
+        point = F.evaluate_checkpoint(jax.random.key(11), sampler, estimator, num_x=64, eval_samples=8)
+        assert abs(point.gap) < 1e-4 and abs(point.own - point.true) < 1e-4 and point.true_se > 0
+    with pytest.raises(ValueError, match="estimator"):
+        F.evaluate_checkpoint(jax.random.key(11), sampler, "elbo")
+    with pytest.raises(ValueError, match="equal parts"):
+        F.train_tracked(jax.random.key(0), PARAMS, optax.adam(1e-3), 10, 3, "iwae")
+    with pytest.raises(ValueError, match="x must be"):
+        F.sumo_log_prob(jax.random.key(10), sampler, np.zeros(4))
