@@ -86,3 +86,18 @@ def arrows(ax, points, vectors, color=None, scale: float = 1.0, **kwargs):
     ax.quiver(points[:, 0], points[:, 1], vectors[:, 0], vectors[:, 1], color=color, angles="xy",
               scale_units="xy", scale=1.0, **kwargs)
     return ax
+
+
+def image_grid(ax, images, image_shape=(8, 8), ncols: int = 10, cmap: str = "Greys", **kwargs):
+    """Tile ``images`` (N, H*W) with values in [0, 1] into one picture, ``ncols`` per row."""
+    images = np.asarray(images, dtype=float).reshape(-1, *image_shape)
+    nrows = -(-len(images) // ncols)
+    height, width = image_shape
+    canvas = np.full((nrows * (height + 1) - 1, ncols * (width + 1) - 1), np.nan)
+    for i, image in enumerate(images):
+        row, col = divmod(i, ncols)
+        canvas[row * (height + 1):row * (height + 1) + height,
+               col * (width + 1):col * (width + 1) + width] = image
+    ax.imshow(canvas, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest", **kwargs)
+    ax.set_axis_off()
+    return ax
