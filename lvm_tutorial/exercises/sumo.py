@@ -1,0 +1,100 @@
+"""Checkers for chapter 6 (Russian roulette and SUMO).
+
+- :func:`check_roulette_sum`: $\\sum_{k=1}^{K} a_k / P(K \\ge k)$ for one draw of $K$.
+- :func:`check_sumo`: SUMO from one example's log-weights, a number of terms $K$ and the
+  minimum $m$, with the weights $1/P(K \\ge j)$ of :func:`lvm_tutorial.estimators.tail_survival`.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..estimators import iwae_bounds, sumo_from_log_weights, tail_survival
+from ..roulette import geometric_survival, roulette_sum
+from ._core import Feedback, compare
+
+__all__ = ["check_roulette_sum", "check_sumo"]
+
+
+def _roulette_cases():
+    length = 12
+    terms = jnp.asarray(0.6 ** np.arange(length) * np.cos(np.arange(length)), jnp.float32)
+    survival = geometric_survival(jnp.arange(1, length + 1), 0.7)
+    return [(terms, k, survival) for k in (1, 2, 5, 12)]
+
+
+def _diagnose_roulette(got, want, args):
+    terms, survival = np.asarray(args[0], np.float64), np.asarray(args[2], np.float64)
+    k = int(args[1])
+    weighted = terms / survival
+    known = {
+        "you return the plain partial sum: divide each term a_k by P(K >= k), or the estimate "
+        "is biased low by every term you did not reach.": terms[:k].sum(),
+        "multiply? The weight is 1 / P(K >= k): divide each term by the survival probability.":
+            (terms * survival)[:k].sum(),
+        "you summed one term too many: the estimate uses k = 1, ..., K.": weighted[:k + 1].sum(),
+        "you summed one term too few: the estimate uses k = 1, ..., K (K itself included).":
+            weighted[:k - 1].sum(),
+        "you summed every term you were given: stop at K.": weighted.sum(),
+    }
+    for hint, value in known.items():
+        if np.allclose(got, value, rtol=1e-4, atol=1e-5):
+            return hint
+    return None
+
+
+def check_roulette_sum(roulette_fn) -> Feedback:
+    """``roulette_fn(terms, num_terms, survival)`` with ``terms`` and ``survival`` of shape (L,)
+    and an integer ``num_terms`` K; returns a scalar."""
+    return compare(roulette_fn, roulette_sum, _roulette_cases(), _diagnose_roulette,
+                   success="your roulette estimate matches lvm_tutorial.roulette.roulette_sum.")
+
+
+def _sumo_cases():
+    keys = jax.random.split(jax.random.key(6), 3)
+    short = 1.5 * jax.random.normal(keys[0], (14,))
+    long = jax.random.normal(keys[1], (110,))           # K = 100 reaches the geometric tail
+    return [(short, 1, 3), (short, 6, 3), (long, 100, 5)]
+
+
+def _diagnose_sumo(got, want, args):
+    log_w, k, m = np.asarray(args[0], np.float64), int(args[1]), int(args[2])
+    bounds = np.asarray(iwae_bounds(jnp.asarray(log_w)), np.float64)
+    deltas = bounds[m:m + k] - bounds[m - 1:m + k - 1]             # Delta_1, ..., Delta_K
+    j = np.arange(1, k + 1)
+
+    def weight(index):
+        return 1.0 / np.asarray(tail_survival(jnp.asarray(index)), np.float64)
+
+    known = {
+        "you divide the j-th correction by P(K >= m + j), as source 001 does: the roulette weight "
+        "belongs to the j-th term of the random part of the series, 1 / P(K >= j). The offset "
+        "weights are larger, and bias the estimate upwards.":
+            bounds[m - 1] + np.sum(deltas * weight(m + j)),
+        "your estimate is IWAE_{m+K}: the corrections need their weights 1 / P(K >= j).":
+            bounds[m + k - 1],
+        "the base term IWAE_m is missing: SUMO = IWAE_m + the weighted corrections.":
+            np.sum(deltas * weight(j)),
+        "your weights are shifted by one: the j-th correction IWAE_{m+j} - IWAE_{m+j-1} is "
+        "divided by P(K >= j), with j = 1 for the first.":
+            bounds[m - 1] + np.sum(deltas * weight(j + 1)),
+    }
+    for hint, value in known.items():
+        if np.allclose(got, value, rtol=1e-4, atol=1e-4):
+            return hint
+    for kk in (k - 1, k + 1):
+        if 0 <= kk and m + kk <= len(log_w):
+            jj = np.arange(1, kk + 1)
+            d = bounds[m:m + kk] - bounds[m - 1:m + kk - 1]
+            if np.allclose(got, bounds[m - 1] + np.sum(d * weight(jj)), rtol=1e-4, atol=1e-4):
+                return "you used one correction too many or too few: j runs over 1, ..., K."
+    return None
+
+
+def check_sumo(sumo_fn) -> Feedback:
+    """``sumo_fn(log_weights, num_terms, min_terms)`` for ONE example: ``log_weights`` (L,),
+    integers K and m with m + K <= L; returns a scalar (the default tail, alpha = 80, b = 0.1)."""
+    reference = jax.jit(sumo_from_log_weights, static_argnums=2)        # one compile per shape
+    return compare(sumo_fn, reference, _sumo_cases(), _diagnose_sumo,
+                   success="your SUMO matches lvm_tutorial.sumo_from_log_weights, past K = 80 too.")

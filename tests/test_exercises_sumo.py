@@ -1,0 +1,51 @@
+"""Chapter 6's checkers: the reference passes, each known mistake gets its hint."""
+import jax.numpy as jnp
+
+from lvm_tutorial.estimators import iwae_bounds, tail_survival
+from lvm_tutorial.exercises.sumo import check_roulette_sum, check_sumo
+
+
+def _stub(*args):
+    raise NotImplementedError("your code here")
+
+
+def test_roulette_checker():
+    def good(terms, k, survival):
+        return jnp.sum((terms / survival)[:k])
+
+    assert check_roulette_sum(good).passed
+    wrong = {
+        "plain partial sum": lambda t, k, s: jnp.sum(t[:k]),
+        "multiply": lambda t, k, s: jnp.sum((t * s)[:k]),
+        "one term too many": lambda t, k, s: jnp.sum((t / s)[:k + 1]),
+        "one term too few": lambda t, k, s: jnp.sum((t / s)[:k - 1]),
+        "stop at K": lambda t, k, s: jnp.sum(t / s),
+    }
+    for hint, fn in wrong.items():
+        feedback = check_roulette_sum(fn)
+        assert not feedback.passed and hint in feedback.message, (hint, feedback)
+    assert "NotImplementedError" in check_roulette_sum(_stub).message
+
+
+def _sumo(log_w, k, m, weight_index, base=True, weighted=True, num=None):
+    bounds = iwae_bounds(log_w)
+    num = k if num is None else num
+    deltas = bounds[m:m + num] - bounds[m - 1:m + num - 1]
+    j = jnp.arange(1, num + 1)
+    weights = 1.0 / tail_survival(weight_index(j, m)) if weighted else 1.0
+    return (bounds[m - 1] if base else 0.0) + jnp.sum(deltas * weights)
+
+
+def test_sumo_checker():
+    assert check_sumo(lambda lw, k, m: _sumo(lw, k, m, lambda j, m: j)).passed
+    wrong = {
+        "P(K >= m + j), as source 001": lambda lw, k, m: _sumo(lw, k, m, lambda j, m: m + j),
+        "your estimate is IWAE_{m+K}": lambda lw, k, m: _sumo(lw, k, m, None, weighted=False),
+        "base term IWAE_m is missing": lambda lw, k, m: _sumo(lw, k, m, lambda j, m: j, base=False),
+        "shifted by one": lambda lw, k, m: _sumo(lw, k, m, lambda j, m: j + 1),
+        "too many or too few": lambda lw, k, m: _sumo(lw, k, m, lambda j, m: j, num=k + 1),
+    }
+    for hint, fn in wrong.items():
+        feedback = check_sumo(fn)
+        assert not feedback.passed and hint in feedback.message, (hint, feedback)
+    assert "NotImplementedError" in check_sumo(_stub).message
