@@ -9,11 +9,19 @@ Modules, one topic each:
 - :mod:`~lvm_tutorial.linear_gaussian`: the closed-form oracle model.
 - :mod:`~lvm_tutorial.networks`, :mod:`~lvm_tutorial.vae`: MLPs, encoder and decoder.
 - :mod:`~lvm_tutorial.training`: the one training loop; :mod:`~lvm_tutorial.data`: data sets.
+- Chapter topics, one module each: :mod:`~lvm_tutorial.importance` (prior sampling, ch. 1-2),
+  :mod:`~lvm_tutorial.inference` (variational and amortised inference, ch. 3),
+  :mod:`~lvm_tutorial.discrete` (score function for a categorical latent, ch. 4),
+  :mod:`~lvm_tutorial.digits` (VAE and IWAE on binarised digits, ch. 5),
+  :mod:`~lvm_tutorial.roulette` (Russian roulette on a series, ch. 6),
+  :mod:`~lvm_tutorial.funnel` (density matching and the fast SUMO trainer, ch. 7),
+  :mod:`~lvm_tutorial.bench` (the SUMO training benchmark).
 - :mod:`~lvm_tutorial.compilation`: counting compilations.
 - :mod:`~lvm_tutorial.plotting`: the plot helpers; :mod:`~lvm_tutorial.exercises`: checkers.
 """
-from . import (compilation, data, distributions, estimators, exercises, gradients, linear_gaussian, networks,
-               plotting, runtime, targets, training, vae)
+from . import (compilation, data, digits, discrete, distributions, estimators, exercises, funnel,
+               gradients, importance, inference, linear_gaussian, networks, plotting, roulette,
+               runtime, targets, training, vae)
 from .data import TRUE_MIXTURE, Mixture, load_digits_binary, make_moons
 from .distributions import (diag_normal_entropy, diag_normal_log_prob, diag_normal_sample,
                             mixture_log_prob, mixture_posterior, mixture_sample)

@@ -252,7 +252,12 @@ def buffer_sizes(min_terms: int, alpha: float = 80, b: float = 0.1, smallest: in
 
 def sumo(key: jax.Array, log_weight_fn, min_terms: int, *, batch_shape: tuple[int, ...] = (),
          alpha: float = 80, b: float = 0.1) -> tuple[jax.Array, jax.Array]:
-    r"""Draw $K$ and enough log-weights, and return ``(SUMO, K)``; exact, with no cap on $K$.
+    r"""Draw $K$ and enough log-weights, and return ``(SUMO, K)``; no buffer ever cuts $K$ short.
+
+    The only limit is the sampler's own: it resolves uniforms down to $2^{-129}$, so it never
+    returns more than :func:`max_num_terms` (887 for the default tail), where the weight
+    $1/P(K \ge j)$ is about to overflow float32; a larger $K$ has probability below $10^{-38}$.
+
 
     ``log_weight_fn(key, num_samples)`` must return log-weights of shape
     ``(*batch_shape, num_samples)``. The buffer is the smallest of :func:`buffer_sizes` that

@@ -1,4 +1,10 @@
-"""Exercise checkers, one module per chapter: ``check_*`` functions return a :class:`Feedback`."""
+"""Exercise checkers, one module per chapter; each ``check_*`` function returns a :class:`Feedback`.
+
+``mixtures`` (ch. 1), ``importance_sampling`` (ch. 2), ``elbo`` (ch. 3), ``gradients`` (ch. 4),
+``iwae`` (ch. 5), ``sumo`` (ch. 6), ``funnel`` (ch. 7).
+"""
+from . import elbo, funnel, gradients, importance_sampling, iwae, mixtures, sumo
 from ._core import Feedback, compare
 
-__all__ = ["Feedback", "compare"]
+__all__ = ["Feedback", "compare", "mixtures", "importance_sampling", "elbo", "gradients", "iwae",
+           "sumo", "funnel"]
