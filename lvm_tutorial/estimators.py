@@ -258,7 +258,6 @@ def sumo(key: jax.Array, log_weight_fn, min_terms: int, *, batch_shape: tuple[in
     returns more than :func:`max_num_terms` (887 for the default tail), where the weight
     $1/P(K \ge j)$ is about to overflow float32; a larger $K$ has probability below $10^{-38}$.
 
-
     ``log_weight_fn(key, num_samples)`` must return log-weights of shape
     ``(*batch_shape, num_samples)``. The buffer is the smallest of :func:`buffer_sizes` that
     holds ``m + max(K)``, chosen with ``lax.switch`` so that the function also runs under
