@@ -72,3 +72,30 @@ def test_setup_cell_installs_this_repository_at_this_release(path):
 def test_chapter_has_a_parameters_cell_with_full_switch(path):
     params = [c for c in code_cells(path) if "parameters" in tags(c)]
     assert len(params) == 1 and re.search(r"^FULL = False", "".join(params[0]["source"]), re.M)
+
+
+def notebook_output_text(path):
+    text = []
+    for cell in code_cells(path):
+        for out in cell.get("outputs", []):
+            text.append("".join(out.get("text", "")))
+            text.append("".join(out.get("data", {}).get("text/plain", "")))
+            text.append(out.get("evalue", ""))
+    return "\n".join(text)
+
+
+def test_every_number_in_the_errata_is_printed_by_the_chapter_it_cites():
+    """The errata copy measured numbers from chapter outputs: they must still be there."""
+    rows = re.split(r"^\* - ", (ROOT / "book" / "errata.md").read_text(), flags=re.M)[1:]
+    checked = 0
+    for row in rows:
+        where = re.split(r"^  - ", row, flags=re.M)[-1]
+        cited = set(re.findall(r"\b(0\d_\w+?)(?:\.ipynb|`)", where))
+        numbers = re.findall(r"(?<![\w.§])\d+\.\d+(?:e[+-]?\d+)?", re.sub(r"\([^)]*\)", "", where))
+        if not cited or not numbers:
+            continue
+        outputs = "\n".join(notebook_output_text(ROOT / "book" / f"{name}.ipynb") for name in cited)
+        for number in numbers:
+            assert number in outputs, f"errata number {number} not in the outputs of {sorted(cited)}"
+            checked += 1
+    assert checked >= 10
