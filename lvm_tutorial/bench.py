@@ -1,0 +1,284 @@
+r"""Benchmark: exact SUMO training against the sources' shortcuts (``python -m lvm_tutorial.bench``).
+
+Every method trains the funnel sampler of chapter 7 at the sources' configuration (encoder and
+decoder with one hidden layer of 128 tanh units, latent dimension 8, batch 32, $m = 4$, Adam,
+one decoder and one encoder step per iteration, both from one backward pass) for ``N``
+iterations, and differs only in how it handles the random number of terms $K$:
+
+- ``exact``: :func:`lvm_tutorial.funnel.fit_sumo`, a fresh $K$ per example every step, no cap;
+- ``static_k``: the sources' recipe done correctly: $K$ drawn every step, one per batch, and
+  passed to the jitted step as a static argument, so every new $K$ compiles a new program;
+- ``fixed_cap``: $m + 124$ samples per example and $K$ clipped to 124 (truncated, so biased);
+- ``exact_shared_k``: the package's :func:`~lvm_tutorial.estimators.sumo` with one $K$ per batch
+  (as the sources), its buffer chosen from a ladder by ``lax.switch``, trained with ``fit``.
+
+For each: wall time of the whole run from a cold start (compilation included), steady-state
+steps per second (the same run again, everything compiled), the number of compilations
+(counted), and the bias of its estimator of $\log p(x)$ on a linear-Gaussian model with a poor
+proposal, where $\log p(x)$ is exact.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from . import funnel as F
+from . import linear_gaussian as lg
+from .compilation import count_compilations
+from .estimators import sample_num_terms, sumo, sumo_from_log_weights
+from .targets import funnel_log_prob
+from .training import TrainState, fit, init_state
+from .vae import vae_log_weights
+
+__all__ = ["METHODS", "CAP", "run_method", "estimator_bias", "main"]
+
+METHODS = ("exact", "static_k", "fixed_cap", "exact_shared_k")
+BATCH, MIN_TERMS, LATENT, HIDDEN = 32, 4, 8, 128
+CAP = 124                      # fixed_cap: m + 124 = 128 samples per example
+LEARNING_RATE = 2e-4
+
+
+# --- the padded objective shared by the baselines ----------------------------------------
+
+def _padded_objective(params, key, num_terms, size: int):
+    """Both objectives with ``size`` samples per example and SUMO on the first ``m + K``.
+
+    Value: the decoder's reverse-KL estimate; gradient: that for the decoder and
+    $\\frac1B\\sum_b \\mathrm{SUMO}_b^2$'s for the encoder (one backward pass).
+    """
+    x_key, w_key = jax.random.split(key)
+    x = F.sample_x(x_key, params, BATCH)
+    dec_route, enc_route = F._split_routes(params)
+    keys = jax.random.split(w_key, BATCH)
+    weights = jax.vmap(vae_log_weights, (0, None, 0, None))
+    s_dec = sumo_from_log_weights(weights(keys, dec_route, x, size), num_terms, MIN_TERMS)
+    s_enc = sumo_from_log_weights(weights(keys, enc_route, jax.lax.stop_gradient(x), size), num_terms,
+                                  MIN_TERMS)
+    kl = jnp.mean(s_dec - funnel_log_prob(x))
+    return kl + jnp.mean(jnp.square(s_enc) - jax.lax.stop_gradient(jnp.square(s_enc)))
+
+
+@partial(jax.jit, static_argnames=("optimizer", "num_terms"))
+def _static_step(optimizer, state: TrainState, key, num_terms: int):
+    """One step with $K$ as a static argument: a new $K$ is a new program."""
+    loss, grads = jax.value_and_grad(_padded_objective)(state.params, key, num_terms, MIN_TERMS + num_terms)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    return TrainState(optax.apply_updates(state.params, updates), opt_state), loss
+
+
+def capped_loss(params, key, batch=None):
+    """``fixed_cap``: a $K$ per example, clipped to :data:`CAP`, in a buffer of ``m + CAP``."""
+    k_key, key = jax.random.split(key)
+    num_terms = jnp.minimum(sample_num_terms(k_key, (BATCH,)), CAP)
+    return _padded_objective(params, key, num_terms, MIN_TERMS + CAP)
+
+
+def shared_k_loss(params, key, batch=None):
+    """``exact_shared_k``: :func:`~lvm_tutorial.estimators.sumo` with one $K$ for the batch."""
+    x_key, w_key = jax.random.split(key)
+    x = F.sample_x(x_key, params, BATCH)
+    dec_route, enc_route = F._split_routes(params)
+
+    def log_weight_fn(route, points):
+        def fn(k, num):
+            keys = jax.random.split(k, BATCH)
+            return jax.vmap(vae_log_weights, (0, None, 0, None))(keys, route, points, num)
+        return fn
+
+    # The same key draws the same K and samples for both routes: XLA computes the forward once.
+    s_dec, _ = sumo(w_key, log_weight_fn(dec_route, x), MIN_TERMS, batch_shape=())
+    s_enc, _ = sumo(w_key, log_weight_fn(enc_route, jax.lax.stop_gradient(x)), MIN_TERMS, batch_shape=())
+    kl = jnp.mean(s_dec - funnel_log_prob(x))
+    return kl + jnp.mean(jnp.square(s_enc) - jax.lax.stop_gradient(jnp.square(s_enc)))
+
+
+_draw_k = jax.jit(lambda key, n: sample_num_terms(key, (n,)), static_argnums=1)
+_init = jax.jit(init_state, static_argnames=("optimizer",))
+
+
+def _train(method: str, key, params, optimizer, num_steps: int, plan=None):
+    """One run of ``num_steps`` iterations; returns ``(final state, plan)`` (``plan`` lets a
+    rerun reuse static_k's sequence of K, so that the rerun compiles nothing)."""
+    if method == "exact":
+        state, _ = F.fit_sumo(key, params, optimizer, num_steps, batch_size=BATCH, min_terms=MIN_TERMS)
+    elif method == "static_k":
+        k_key, step_key = jax.random.split(key)
+        if plan is None:
+            plan = [int(k) for k in np.asarray(_draw_k(k_key, num_steps))]
+        state = _init(params, optimizer)
+        for step_key_t, num_terms in zip(jax.random.split(step_key, num_steps), plan):
+            state, _ = _static_step(optimizer, state, step_key_t, num_terms)
+    elif method == "fixed_cap":
+        state, _ = fit(key, capped_loss, params, optimizer, num_steps)
+    elif method == "exact_shared_k":
+        state, _ = fit(key, shared_k_loss, params, optimizer, num_steps)
+    else:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    jax.block_until_ready(state)
+    return state, plan
+
+
+def run_method(method: str, num_steps: int, seed: int = 0) -> dict:
+    """Train with ``method`` from a cold start, then again warm; time both and count compilations."""
+    params = F.sampler_init(jax.random.key(seed), latent_dim=LATENT, hidden=HIDDEN)
+    jax.block_until_ready(params)
+    optimizer = optax.adam(LEARNING_RATE)
+    key = jax.random.key(seed + 1)
+    jax.clear_caches()
+    with count_compilations() as log:
+        start = time.perf_counter()
+        _, plan = _train(method, key, params, optimizer, num_steps)
+        wall = time.perf_counter() - start
+    start = time.perf_counter()
+    _train(method, key, params, optimizer, num_steps, plan)        # same shapes: all compiled
+    warm = time.perf_counter() - start
+    return {"wall_s": wall, "steps_per_s": num_steps / warm, "compiles": log.count,
+            "compile_s": log.seconds, "iterations": num_steps}
+
+
+# --- bias on a model with exact log p(x) ---------------------------------------------------
+
+SHIFT, WIDEN = 1.0, 0.4
+CHUNK = 16_384                 # draws per compiled call of the bias estimators
+
+
+def bias_problem():
+    """A linear-Gaussian model (D = 4, d = 2), a fixed x, its exact log p(x), and a poor
+    diagonal proposal: the exact posterior's diagonal, shifted by 1.0 and 1.5 times wider
+    (log-scale + 0.4). $\\mathrm{IWAE}_{128}$ is about 0.28 nats below $\\log p(x)$ there, so the cap
+    of ``fixed_cap`` costs a measurable bias."""
+    model = lg.make_linear_gaussian(jax.random.key(3), data_dim=4, latent_dim=2)
+    x = jnp.array([1.0, -0.5, 2.0, 0.3])
+    mean, log_scale = lg.posterior_diag(model, x)
+    return model, x, lg.log_marginal(model, x), mean + SHIFT, log_scale + WIDEN
+
+
+def _weights(key, shape):
+    model, x, _, q_mean, q_log_scale = bias_problem()
+    return lg.log_weights(key, model, x, q_mean, q_log_scale, math.prod(shape)).reshape(shape)
+
+
+@jax.jit
+def _capped_chunk(key):
+    k_key, w_key = jax.random.split(key)
+    clipped = jnp.minimum(sample_num_terms(k_key, (CHUNK,)), CAP)
+    return sumo_from_log_weights(_weights(w_key, (CHUNK, MIN_TERMS + CAP)), clipped, MIN_TERMS)
+
+
+@partial(jax.jit, static_argnames=("size",))
+def _static_chunk(key, shared, size: int):
+    """static_k's estimator: SUMO of m + K samples, one K per batch of 32 draws. Within a chunk
+    the batches share one buffer of ``size`` and are masked to their own K, which gives the
+    value of a buffer of exactly m + K (what the static program computes) with one compile per
+    buffer size rather than one per K."""
+    log_w = _weights(key, (CHUNK, size))
+    return sumo_from_log_weights(log_w, jnp.repeat(shared, BATCH), MIN_TERMS)
+
+
+def _static_draws(key, num: int) -> np.ndarray:
+    k_key, w_key = jax.random.split(key)
+    shared = np.asarray(_draw_k(k_key, num // BATCH)).reshape(-1, CHUNK // BATCH)
+    values = []
+    for c, row in enumerate(shared):
+        size = MIN_TERMS + max(128, 1 << (int(row.max()) - 1).bit_length())   # 132, 260, 516, ...
+        values.append(np.asarray(_static_chunk(jax.random.fold_in(w_key, c), jnp.asarray(row), size)))
+    return np.concatenate(values)
+
+
+@jax.jit
+def _shared_k_chunk(key):
+    """exact_shared_k: the package's ``sumo`` with one K per group of 32 draws."""
+    def one(k):
+        return sumo(k, lambda kk, n: _weights(kk, (BATCH, n)), MIN_TERMS, batch_shape=())[0]
+    return jax.lax.map(one, jax.random.split(key, CHUNK // BATCH)).reshape(-1)
+
+
+@jax.jit
+def _flat_chunk(key, segment_ids, positions):
+    log_w = _weights(key, segment_ids.shape)
+    return jax.vmap(partial(F.sumo_flat, num_segments=BATCH, min_terms=MIN_TERMS))(log_w, segment_ids, positions)
+
+
+def _exact_draws(key, num: int) -> np.ndarray:
+    """exact: :func:`~lvm_tutorial.funnel.sumo_flat`, the trainer's kernel, on packed buffers."""
+    k_key, w_key = jax.random.split(key)
+    num_terms = np.asarray(_draw_k(k_key, num)).reshape(-1, BATCH)
+    longest = MIN_TERMS + int(num_terms.max())
+    size = 256 if longest <= 256 else 128 * -(-longest // 128)
+    plan = F.pack_microbatches(num_terms, MIN_TERMS, size)
+    rows = CHUNK // BATCH
+    count = -(-len(plan.step) // rows) * rows
+    pad = count - len(plan.step)
+    seg = np.concatenate([plan.segment_ids, np.full((pad, size), BATCH, np.int32)])
+    pos = np.concatenate([plan.positions, np.zeros((pad, size), np.int32)])
+    values = [np.asarray(_flat_chunk(jax.random.fold_in(w_key, c), seg[c * rows:(c + 1) * rows],
+                                     pos[c * rows:(c + 1) * rows])) for c in range(count // rows)]
+    return np.concatenate(values)[:len(plan.step)][plan.example_weight > 0]
+
+
+def estimator_bias(num_draws: int = 1 << 19, seed: int = 0, methods=METHODS) -> dict:
+    """Mean and standard error of (estimate - log p(x)) over about ``num_draws`` draws, per method.
+
+    SUMO's variance is infinite with this tail (its mean is carried by rare draws with a large
+    $K$), so its standard error is only indicative; ``fixed_cap``'s is finite.
+    """
+    chunks = max(1, num_draws // CHUNK)
+    log_px = float(bias_problem()[2])
+    keys = jax.random.split(jax.random.key(seed + 100), 4)
+    makers = {
+        "exact": lambda: _exact_draws(keys[0], chunks * CHUNK),
+        "static_k": lambda: _static_draws(keys[1], chunks * CHUNK),
+        "fixed_cap": lambda: np.concatenate([np.asarray(_capped_chunk(k)) for k in jax.random.split(keys[2], chunks)]),
+        "exact_shared_k": lambda: np.concatenate([np.asarray(_shared_k_chunk(k))
+                                                  for k in jax.random.split(keys[3], chunks)]),
+    }
+    out = {}
+    for name in methods:
+        err = np.asarray(makers[name](), np.float64) - log_px
+        out[name] = {"bias_nats": float(err.mean()), "bias_se": float(err.std(ddof=1) / math.sqrt(len(err))),
+                     "bias_draws": int(len(err))}
+    return out
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--iterations", type=int, default=1000, help="training iterations per method")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--bias-draws", type=int, default=1 << 19, help="draws behind each bias estimate")
+    parser.add_argument("--json", type=str, default=None, help="write the results to this file")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.iterations < 1:
+        parser.error("--iterations must be at least 1")
+    print(f"jax {jax.__version__} on {jax.default_backend()} ({jax.devices()[0].device_kind}); "
+          f"{args.iterations} iterations, batch {BATCH}, m = {MIN_TERMS}", flush=True)
+    bias = estimator_bias(args.bias_draws, args.seed, args.methods)
+    results = {}
+    for method in args.methods:
+        results[method] = {**run_method(method, args.iterations, args.seed), **bias[method]}
+        r = results[method]
+        print(f"{method:15s} wall {r['wall_s']:8.2f} s  {r['steps_per_s']:8.1f} steps/s  "
+              f"{r['compiles']:4d} compiles ({r['compile_s']:.1f} s)  "
+              f"bias {r['bias_nats']:+.3f} ± {r['bias_se']:.3f} nats", flush=True)
+    if "exact" in results:
+        for other in results:
+            if other != "exact":
+                print(f"exact vs {other}: {results[other]['wall_s'] / results['exact']['wall_s']:.1f}x less wall "
+                      f"time, {results['exact']['steps_per_s'] / results[other]['steps_per_s']:.2f}x the steps/s")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return results
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
