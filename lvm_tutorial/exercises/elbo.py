@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._core import Feedback, compare
+from ._core import Feedback, compare, match_suspect
 
 __all__ = ["reference_elbo", "reference_diag_gaussian_kl", "check_elbo", "check_diag_gaussian_kl"]
 
@@ -46,10 +46,7 @@ def _diagnose_elbo(got, want, args):
          "that is the importance-weighted bound log (1/K) sum_k w_k (chapter 5); the ELBO averages "
          "the log-weights instead of taking the log of the averaged weights."),
     ]
-    for value, hint in suspects:
-        if np.allclose(got, value, rtol=1e-4, atol=1e-4):
-            return hint
-    return None
+    return match_suspect(got, suspects)
 
 
 def check_elbo(elbo_fn) -> Feedback:
@@ -80,10 +77,7 @@ def _diagnose_kl(got, want, args):
          "the squared mean difference is divided by the variance sigma_p^2 = exp(2 log_scale_p), "
          "not by the scale."),
     ]
-    for value, hint in suspects:
-        if np.allclose(got, value, rtol=1e-4, atol=1e-4):
-            return hint
-    return None
+    return match_suspect(got, suspects)
 
 
 def check_diag_gaussian_kl(kl_fn) -> Feedback:

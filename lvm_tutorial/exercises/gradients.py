@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._core import Feedback, compare
+from ._core import Feedback, compare, match_suspect
 
 __all__ = ["reference_gaussian_score", "reference_leave_one_out", "check_gaussian_score",
            "check_leave_one_out"]
@@ -82,10 +82,7 @@ def _diagnose_loo(got, want, args):
         (values.sum() - values, "that is the sum of the others; the baseline is their mean."),
         (values, "the baseline for sample n must not be f(z_n) itself: that makes every term zero."),
     ]
-    for value, hint in suspects:
-        if np.allclose(got, value, rtol=1e-4, atol=1e-4):
-            return hint
-    return None
+    return match_suspect(got, suspects)
 
 
 def check_leave_one_out(baseline_fn) -> Feedback:
