@@ -74,8 +74,8 @@ def test_exact_posterior_makes_every_bound_exact(key):
 
 
 def test_cumlogsumexp_gradient_matches_jax(key):
-    x = jax.random.normal(key, (2, 12)) * 3
-    weights = jnp.sin(jnp.arange(12.0))
+    x = jax.random.normal(key, (2, 6)) * 3
+    weights = jnp.sin(jnp.arange(6.0))
     ours = jax.grad(lambda x: jnp.sum(E._cumlogsumexp(x) * weights))(x)
     theirs = jax.grad(lambda x: jnp.sum(jax.lax.cumlogsumexp(x, axis=1) * weights))(x)
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
