@@ -36,7 +36,7 @@ from . import linear_gaussian as lg
 from .compilation import count_compilations
 from .estimators import sample_num_terms, sumo, sumo_from_log_weights
 from .targets import funnel_log_prob
-from .training import TrainState, fit, init_state
+from .training import TrainState, fit, init_state, train_step
 from .vae import vae_log_weights
 
 __all__ = ["METHODS", "CAP", "run_method", "estimator_bias", "main"]
@@ -69,10 +69,11 @@ def _padded_objective(params, key, num_terms, size: int):
 
 @partial(jax.jit, static_argnames=("optimizer", "num_terms"))
 def _static_step(optimizer, state: TrainState, key, num_terms: int):
-    """One step with $K$ as a static argument: a new $K$ is a new program."""
-    loss, grads = jax.value_and_grad(_padded_objective)(state.params, key, num_terms, MIN_TERMS + num_terms)
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    return TrainState(optax.apply_updates(state.params, updates), opt_state), loss
+    """One step of the book's :func:`~lvm_tutorial.training.train_step` with $K$ as a static
+    argument: a new $K$ is a new program."""
+    loss_fn = lambda params, key, batch: _padded_objective(params, key, num_terms, MIN_TERMS + num_terms)
+    state, info = train_step(loss_fn, optimizer, key, state, None)
+    return state, info.loss
 
 
 def capped_loss(params, key, batch=None):
