@@ -13,7 +13,7 @@ from jax.scipy.special import logsumexp
 from .. import linear_gaussian as lg
 from ..distributions import diag_normal_log_prob
 from ..estimators import iwae_bound
-from ._core import Feedback, compare
+from ._core import Feedback, compare, match_suspect
 
 __all__ = ["check_iwae_bound", "check_log_weight"]
 
@@ -36,18 +36,15 @@ def _diagnose_iwae(got, want, args):
     if not np.all(np.isfinite(got)):
         return ("your result is not finite for log-weights far from 0: exp() under- or overflows "
                 "in float32. Stay in log space with jax.scipy.special.logsumexp.")
-    if np.allclose(got, log_w.mean(-1), rtol=1e-4, atol=1e-4):
-        return ("you averaged the log-weights: that is the ELBO estimate, which does not tighten "
-                "as K grows. Average the weights themselves, in log space: "
-                "logsumexp(log_w) - log K.")
-    if np.allclose(got, lse, rtol=1e-4, atol=1e-4):
-        return "your result is too high by log K: you summed the weights; IWAE averages them."
-    if np.allclose(got, lse - 2 * np.log(num), rtol=1e-4, atol=1e-4):
-        return ("your bound decreases as K grows: you subtract log K twice. "
-                "Are you averaging weights in log space exactly once?")
-    if np.allclose(got, log_w.max(-1), rtol=1e-4, atol=1e-4):
-        return "you kept only the largest log-weight; logsumexp keeps all of them."
-    return None
+    return match_suspect(got, [
+        (log_w.mean(-1), "you averaged the log-weights: that is the ELBO estimate, which does not "
+                         "tighten as K grows. Average the weights themselves, in log space: "
+                         "logsumexp(log_w) - log K."),
+        (lse, "your result is too high by log K: you summed the weights; IWAE averages them."),
+        (lse - 2 * np.log(num), "your bound decreases as K grows: you subtract log K twice. "
+                                "Are you averaging weights in log space exactly once?"),
+        (log_w.max(-1), "you kept only the largest log-weight; logsumexp keeps all of them."),
+    ])
 
 
 def check_iwae_bound(iwae_fn) -> Feedback:
