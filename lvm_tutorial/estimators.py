@@ -151,7 +151,9 @@ def _log_uniform(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     silently truncate the series. Here U = 2**-(e+1) * (1 + f): e counts the leading zero bits
     of four 32-bit words (geometric, as a uniform's binary exponent is), f is uniform.
     """
-    words = jax.random.bits(key, shape + (5,), jnp.uint32)
+    # Drawn flat and worked on as (n, 5): the same bits as a draw of shape + (5,), compiled
+    # several times faster than the multi-dimensional version.
+    words = jax.random.bits(key, (math.prod(shape) * 5,), jnp.uint32).reshape(-1, 5)
     zeros = jax.lax.clz(words[..., :4]).astype(jnp.int32)          # 32 where a word is 0
     seen_one = jnp.cumsum(zeros < 32, axis=-1) > 0
     first = jnp.argmax(seen_one, axis=-1)
@@ -160,7 +162,8 @@ def _log_uniform(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
                          UNIFORM_BITS)
     frac = (words[..., 4] >> 8).astype(jnp.float32) * (2.0 ** -24)
     dtype = jnp.result_type(float)
-    return -(exponent + 1).astype(dtype) * math.log(2.0) + jnp.log1p(frac.astype(dtype))
+    log_u = -(exponent + 1).astype(dtype) * math.log(2.0) + jnp.log1p(frac.astype(dtype))
+    return log_u.reshape(shape)
 
 
 def sample_num_terms(key: jax.Array, shape: tuple[int, ...] = (), alpha: float = 80,

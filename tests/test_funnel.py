@@ -9,6 +9,7 @@ from lvm_tutorial import funnel as F
 from lvm_tutorial.compilation import count_compilations
 from lvm_tutorial.distributions import diag_normal_log_prob
 from lvm_tutorial.estimators import sumo_from_log_weights
+from lvm_tutorial.networks import gaussian_head
 from lvm_tutorial.targets import funnel_log_prob
 from lvm_tutorial.vae import VAEParams
 
@@ -63,6 +64,38 @@ def test_sumo_flat_agrees_with_sumo_from_log_weights():
     assert np.max(np.abs(np.asarray(wrong) - np.asarray(per_example(log_w)))) > 0.1
 
 
+@pytest.mark.parametrize("block", [4, 8, 32])
+def test_log_prefix_restarts_at_each_example_for_any_block_and_spread(block):
+    num_terms = [1, 3, 40, 2, 7, 1]
+    segment_ids, _ = layout(num_terms, 96)
+    rng = np.random.default_rng(1)
+    log_w = rng.normal(size=96).astype(np.float32) * 3.0
+    log_w[4:8] = -400.0                    # an example whose early weights sit 400 nats below its late ones
+    want = np.zeros(96)
+    for e in range(len(num_terms)):
+        idx = np.flatnonzero(np.asarray(segment_ids) == e)
+        want[idx] = np.logaddexp.accumulate(log_w[idx].astype(np.float64))
+    got = np.asarray(F._log_prefix(jnp.asarray(log_w), segment_ids, block))
+    used = np.asarray(segment_ids) < len(num_terms)
+    np.testing.assert_allclose(got[used], want[used], rtol=1e-5, atol=1e-4)
+    # negative control: one log-sum over the whole buffer, with no restart at each example
+    no_restart = np.logaddexp.accumulate(log_w.astype(np.float64))
+    assert np.max(np.abs(no_restart[used] - want[used])) > 1.0
+
+
+@pytest.mark.parametrize("shapes", [((256, 8), (8, 128)), ((256, 128), (128, 4)), ((7, 3), (3, 5))])
+def test_matmul_gradient_matches_autodiff_of_the_plain_product(shapes):
+    a_shape, b_shape = shapes                # copies a^T or the cotangent, whichever is smaller
+    ka, kb, kc = jax.random.split(jax.random.key(2), 3)
+    a, b = jax.random.normal(ka, a_shape), jax.random.normal(kb, b_shape)
+    c = jax.random.normal(kc, (a_shape[0], b_shape[1]))
+    got = jax.grad(lambda a, b: jnp.sum(jnp.tanh(F._matmul(a, b)) * c), (0, 1))(a, b)
+    want = jax.grad(lambda a, b: jnp.sum(jnp.tanh(a @ b) * c), (0, 1))(a, b)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(F._matmul(a, b), a @ b, rtol=1e-6)
+
+
 def test_sumo_flat_rejects_bad_arguments():
     segment_ids, positions = layout([1, 2], 16)
     with pytest.raises(ValueError, match="min_terms"):
@@ -93,19 +126,20 @@ def test_pack_microbatches_places_every_example_once():
 # --- gradients of one micro-batch ---------------------------------------------------------
 
 def padded_objectives(params, noise, segment_ids, num_terms, example_weight):
-    """The two objectives with sumo_from_log_weights on a padded grid, differentiated by autodiff."""
+    """The two objectives with sumo_from_log_weights on a padded grid, differentiated by autodiff
+    (through the book's plain ``gaussian_head``, not the trainer's hand-written matmul gradient)."""
     z0, eps_x, eps = noise
     sg = jax.lax.stop_gradient
 
     def values(route):
-        mean, log_scale = F._head(route.decoder, z0)
+        mean, log_scale = gaussian_head(route.decoder, z0)
         x = mean + jnp.exp(log_scale) * eps_x
-        q_mean, q_log_scale = F._head(route.encoder, x)
+        q_mean, q_log_scale = gaussian_head(route.encoder, x)
         idx = np.zeros((len(num_terms), M + max(num_terms)), int)   # grid entry -> flat slot
         for e in range(len(num_terms)):
             idx[e, :M + num_terms[e]] = np.flatnonzero(np.asarray(segment_ids) == e)
         z = q_mean[:, None] + jnp.exp(q_log_scale)[:, None] * eps[idx]
-        dec_mean, dec_log_scale = F._head(route.decoder, z)
+        dec_mean, dec_log_scale = gaussian_head(route.decoder, z)
         log_w = (diag_normal_log_prob(x[:, None], dec_mean, dec_log_scale)
                  + diag_normal_log_prob(z, 0.0, jnp.zeros(z.shape[-1]))
                  - diag_normal_log_prob(z, q_mean[:, None], q_log_scale[:, None]))
