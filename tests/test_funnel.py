@@ -1,3 +1,5 @@
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -234,6 +236,31 @@ def test_fit_sumo_compiles_a_bounded_number_of_programs():
         F.fit_sumo(jax.random.key(4), PARAMS, optimizer, 5, batch_size=8, chunk_size=4)
     with pytest.raises(ValueError, match="num_steps"):
         F.fit_sumo(jax.random.key(4), PARAMS, optimizer, 0)
+
+
+def leading_axis_products(fn, *args) -> list[str]:
+    """The dots in ``fn``'s compiled CPU program that contract the leading axis of a matrix
+    (both sides longer than 1; the form XLA's CPU backend leaves to a slow generic kernel)."""
+    text = jax.jit(fn).lower(*args).compile().as_text()
+    dims = {m[1]: [int(d) for d in m[2].split(",") if d]
+            for m in re.finditer(r"%([\w.\-]+) = \w+\[([\d,]*)\]", text)}
+    pattern = r"%([\w.\-]+) = \S+ dot\(%([\w.\-]+), %[\w.\-]+\), lhs_contracting_dims=\{0\}"
+    return [m[1] for m in re.finditer(pattern, text)
+            if len(dims.get(m[2], [])) == 2 and min(dims[m[2]]) > 1]
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="a property of XLA's CPU backend")
+def test_microbatch_gradients_avoid_leading_axis_products():
+    batch, size = 32, 256
+    num_terms = np.full((1, batch), 3)
+    plan = F.pack_microbatches(num_terms, M, size)
+    noise = (jnp.zeros((batch, 8)), jnp.zeros((batch, 2)), jnp.zeros((size, 8)))
+    seg, pos, w = (jnp.asarray(a[0]) for a in plan[:3])
+    grads = lambda p, n, s, q, w: F.microbatch_grads(p, n, s, q, w, M)
+    assert leading_axis_products(grads, PARAMS, noise, seg, pos, w) == []
+    # negative control: autodiff of a plain product leaves one (the weight gradient x^T g)
+    plain = jax.grad(lambda w, x: jnp.sum(jnp.tanh(x @ w)))
+    assert len(leading_axis_products(plain, jnp.zeros((128, 4)), jnp.zeros((size, 128)))) == 1
 
 
 # --- evaluation -----------------------------------------------------------------------------
