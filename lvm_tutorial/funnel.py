@@ -35,6 +35,7 @@ from jax.flatten_util import ravel_pytree
 from scipy.special import ndtr, ndtri
 
 from .estimators import iwae_bound, log_tail_survival, sample_num_terms
+from .networks import gaussian_head, matmul
 from .targets import FUNNEL_SCALE, funnel_log_prob
 from .training import TrainState
 from .vae import VAEParams, vae_init, vae_log_weights, vae_sample
@@ -255,54 +256,14 @@ def pack_microbatches(num_terms: np.ndarray, min_terms: int, buffer_size: int) -
     return MicroBatches(segment_ids, positions, example_weight, last, step, first)
 
 
-@jax.custom_vjp
-def _matmul(a: jax.Array, b: jax.Array) -> jax.Array:
-    r"""``a @ b`` for 2-D ``a`` (M, K) and ``b`` (K, N), with a gradient in row-major products only.
-
-    Reverse mode needs $\bar b = a^\top \bar y$, a product that contracts the leading axis of
-    both factors. XLA's CPU backend hands that form to a generic contraction instead of its fast
-    matrix kernels: 61 µs for the (256, 128)ᵀ (256, 4) weight gradient of the decoder's output
-    layer, against 8 µs for the same product as (4, 256) (256, 128) after a transposed copy of
-    the smaller factor. :func:`jax.lax.optimization_barrier` keeps XLA from folding the copy
-    back into the product.
-    """
-    return a @ b
-
-
-def _matmul_fwd(a, b):
-    return a @ b, (a, b)
-
-
-def _matmul_bwd(residuals, cotangent):
-    a, b = residuals
-    barrier = jax.lax.optimization_barrier
-    if a.size <= cotangent.size:                        # copy a^T: (K, M) (M, N)
-        grad_b = barrier(a.T) @ cotangent
-    else:                                               # copy the cotangent: ((N, M) (M, K))^T
-        grad_b = barrier(barrier(cotangent.T) @ a).T
-    return cotangent @ b.T, grad_b
-
-
-_matmul.defvjp(_matmul_fwd, _matmul_bwd)
-
-
-def _head(params, x):
-    """:func:`~lvm_tutorial.networks.gaussian_head` for one hidden layer and 2-D ``x`` (N, in), its
-    weight gradients through :func:`_matmul`'s fast layouts."""
-    (w1, b1), (w2, b2) = params
-    out = _matmul(jnp.tanh(_matmul(x, w1) + b1), w2) + b2
-    mean, log_scale = jnp.split(out, 2, axis=-1)
-    return mean, log_scale
-
-
 def _slot_sumo(decoder, q_mean, q_log_scale, x, eps, segment_ids, positions, min_terms, alpha, b):
     """SUMO of each example from its slots: $z = \\mu_q + \\sigma_q \\epsilon$, log-weights, :func:`sumo_flat`."""
     batch, latent_dim = q_mean.shape
     member = (segment_ids[:, None] == jnp.arange(batch)[None, :]).astype(eps.dtype)
-    per_slot = _matmul(member, jnp.concatenate(
+    per_slot = matmul(member, jnp.concatenate(
         [q_mean, jnp.exp(q_log_scale), x, jnp.sum(q_log_scale, -1, keepdims=True)], axis=-1))
     z = per_slot[:, :latent_dim] + per_slot[:, latent_dim:2 * latent_dim] * eps
-    mean, log_scale = _head(decoder, z)
+    mean, log_scale = gaussian_head(decoder, z)
     r = (per_slot[:, 2 * latent_dim:2 * latent_dim + DATA_DIM] - mean) * jnp.exp(-log_scale)
     # log p(x|z) + log p(z) - log q(z|x); the -log(2 pi)/2 of p(z) and q cancel.
     log_w = (jnp.sum(-0.5 * _LOG_2PI - log_scale - 0.5 * r * r, -1)
@@ -326,11 +287,11 @@ def microbatch_grads(params: VAEParams, noise, segment_ids, positions, example_w
     z0, eps_x, eps = noise
 
     def draw_x(decoder):
-        mean, log_scale = _head(decoder, z0)
+        mean, log_scale = gaussian_head(decoder, z0)
         return mean + jnp.exp(log_scale) * eps_x
 
     x, x_vjp = jax.vjp(draw_x, params.decoder)
-    (q_mean, q_log_scale), encoder_vjp = jax.vjp(_head, params.encoder, x)
+    (q_mean, q_log_scale), encoder_vjp = jax.vjp(gaussian_head, params.encoder, x)
     slots = partial(_slot_sumo, eps=eps, segment_ids=segment_ids, positions=positions,
                     min_terms=min_terms, alpha=alpha, b=b)
     values, slots_vjp = jax.vjp(slots, params.decoder, q_mean, q_log_scale, x)
@@ -484,7 +445,7 @@ def _sumo_microbatches(params, x, eps, segment_ids, positions, min_terms, alpha,
     """SUMO of every seat of every micro-batch (forward only): ``x`` (T, B, 2) -> (T, B)."""
     def one(args):
         x_t, eps_t, seg, pos = args
-        q_mean, q_log_scale = _head(params.encoder, x_t)
+        q_mean, q_log_scale = gaussian_head(params.encoder, x_t)
         return _slot_sumo(params.decoder, q_mean, q_log_scale, x_t, eps_t, seg, pos, min_terms, alpha, b)
     return jax.lax.map(one, (x, eps, segment_ids, positions))
 

@@ -11,7 +11,6 @@ from lvm_tutorial import funnel as F
 from lvm_tutorial.compilation import count_compilations
 from lvm_tutorial.distributions import diag_normal_log_prob
 from lvm_tutorial.estimators import sumo_from_log_weights
-from lvm_tutorial.networks import gaussian_head
 from lvm_tutorial.targets import funnel_log_prob
 from lvm_tutorial.vae import VAEParams
 
@@ -85,19 +84,6 @@ def test_log_prefix_restarts_at_each_example_for_any_block_and_spread(block):
     assert np.max(np.abs(no_restart[used] - want[used])) > 1.0
 
 
-@pytest.mark.parametrize("shapes", [((256, 8), (8, 128)), ((256, 128), (128, 4)), ((7, 3), (3, 5))])
-def test_matmul_gradient_matches_autodiff_of_the_plain_product(shapes):
-    a_shape, b_shape = shapes                # copies a^T or the cotangent, whichever is smaller
-    ka, kb, kc = jax.random.split(jax.random.key(2), 3)
-    a, b = jax.random.normal(ka, a_shape), jax.random.normal(kb, b_shape)
-    c = jax.random.normal(kc, (a_shape[0], b_shape[1]))
-    got = jax.grad(lambda a, b: jnp.sum(jnp.tanh(F._matmul(a, b)) * c), (0, 1))(a, b)
-    want = jax.grad(lambda a, b: jnp.sum(jnp.tanh(a @ b) * c), (0, 1))(a, b)
-    for g, w in zip(got, want):
-        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(F._matmul(a, b), a @ b, rtol=1e-6)
-
-
 def test_sumo_flat_rejects_bad_arguments():
     segment_ids, positions = layout([1, 2], 16)
     with pytest.raises(ValueError, match="min_terms"):
@@ -127,21 +113,28 @@ def test_pack_microbatches_places_every_example_once():
 
 # --- gradients of one micro-batch ---------------------------------------------------------
 
+def plain_head(params, x):
+    """The sampler's networks with plain ``x @ w`` (no hand-written gradient): the reference."""
+    (w1, b1), (w2, b2) = params
+    mean, log_scale = jnp.split(jnp.tanh(x @ w1 + b1) @ w2 + b2, 2, axis=-1)
+    return mean, log_scale
+
+
 def padded_objectives(params, noise, segment_ids, num_terms, example_weight):
     """The two objectives with sumo_from_log_weights on a padded grid, differentiated by autodiff
-    (through the book's plain ``gaussian_head``, not the trainer's hand-written matmul gradient)."""
+    (through ``plain_head``, not the package's hand-written matmul gradient)."""
     z0, eps_x, eps = noise
     sg = jax.lax.stop_gradient
 
     def values(route):
-        mean, log_scale = gaussian_head(route.decoder, z0)
+        mean, log_scale = plain_head(route.decoder, z0)
         x = mean + jnp.exp(log_scale) * eps_x
-        q_mean, q_log_scale = gaussian_head(route.encoder, x)
+        q_mean, q_log_scale = plain_head(route.encoder, x)
         idx = np.zeros((len(num_terms), M + max(num_terms)), int)   # grid entry -> flat slot
         for e in range(len(num_terms)):
             idx[e, :M + num_terms[e]] = np.flatnonzero(np.asarray(segment_ids) == e)
         z = q_mean[:, None] + jnp.exp(q_log_scale)[:, None] * eps[idx]
-        dec_mean, dec_log_scale = gaussian_head(route.decoder, z)
+        dec_mean, dec_log_scale = plain_head(route.decoder, z)
         log_w = (diag_normal_log_prob(x[:, None], dec_mean, dec_log_scale)
                  + diag_normal_log_prob(z, 0.0, jnp.zeros(z.shape[-1]))
                  - diag_normal_log_prob(z, q_mean[:, None], q_log_scale[:, None]))
