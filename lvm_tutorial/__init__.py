@@ -17,11 +17,12 @@ Modules, one topic each:
   :mod:`~lvm_tutorial.funnel` (density matching and the fast SUMO trainer, ch. 7),
   :mod:`~lvm_tutorial.bench` (the SUMO training benchmark).
 - :mod:`~lvm_tutorial.compilation`: counting compilations.
-- :mod:`~lvm_tutorial.plotting`: the plot helpers; :mod:`~lvm_tutorial.exercises`: checkers.
+- :mod:`~lvm_tutorial.plotting`: the plot helpers; :mod:`~lvm_tutorial.report`: printing numbers
+  to the digits they know; :mod:`~lvm_tutorial.exercises`: checkers.
 """
 from . import (compilation, data, digits, discrete, distributions, estimators, exercises, funnel,
-               gradients, importance, inference, linear_gaussian, networks, plotting, roulette,
-               runtime, targets, training, vae)
+               gradients, importance, inference, linear_gaussian, networks, plotting, report,
+               roulette, runtime, targets, training, vae)
 from .data import TRUE_MIXTURE, Mixture, load_digits_binary, make_moons
 from .distributions import (diag_normal_entropy, diag_normal_log_prob, diag_normal_sample,
                             mixture_log_prob, mixture_posterior, mixture_sample)
@@ -31,6 +32,7 @@ from .estimators import (buffer_sizes, effective_sample_size, elbo, expected_num
                          sumo_from_log_weights, tail_survival)
 from .gradients import leave_one_out_baseline, reparam_grad_samples, score_function_grad_samples
 from .networks import gaussian_head, mlp_apply, mlp_init
+from .report import format_bound, format_estimate, format_mean, format_quantiles
 from .runtime import describe_runtime
 from .targets import FUNNEL_SCALE, funnel_log_prob, funnel_sample
 from .training import TrainState, fit, init_state, run_steps, train_step
