@@ -277,9 +277,11 @@ def sumo(key: jax.Array, log_weight_fn, min_terms: int, *, batch_shape: tuple[in
     needed = min_terms + jnp.max(num_terms)
     index = jnp.sum(jnp.asarray(sizes) < needed)
 
+    # K enters every branch as an operand, so that it is traced there: the branches that are
+    # not taken (smaller buffers) must not check a concrete K against their length.
     def branch(size):
-        return lambda: sumo_from_log_weights(log_weight_fn(w_key, size), num_terms, min_terms,
-                                             alpha=alpha, b=b)
+        return lambda k: sumo_from_log_weights(log_weight_fn(w_key, size), k, min_terms,
+                                               alpha=alpha, b=b)
 
-    value = jax.lax.switch(index, [branch(s) for s in sizes])
+    value = jax.lax.switch(index, [branch(s) for s in sizes], num_terms)
     return value, num_terms

@@ -38,7 +38,9 @@ def se_decimals(se: float) -> int:
     r"""The decimal place a standard error is rounded to: its leading significant digit.
 
     Two significant digits when the SE's leading digit is 1 (``0.15``, ``0.0019``), one
-    otherwise (``0.2``, ``0.006``); a negative result means tens, hundreds, ...
+    otherwise (``0.2``, ``0.006``); a negative result means tens, hundreds, ... An SE that
+    rounds up to a leading 1 (``0.0096``) gets two digits too (``0.010``), so that the printed
+    SE obeys the rule it reads as.
 
     Raises ``ValueError`` for an SE that is zero, negative or not finite: the caller then has
     no uncertainty to round to and should print a bound or an exact value instead.
@@ -50,7 +52,10 @@ def se_decimals(se: float) -> int:
     exponent = int(exponent)
     if mantissa.startswith("1"):
         return 1 - exponent
-    return -int(f"{se:.0e}".split("e")[1])            # 0.0096 -> 1e-02: one digit, at 10^-2
+    digit, exponent = f"{se:.0e}".split("e")          # one digit: 0.006 -> 6e-03
+    if digit == "1":                                  # 0.0096 rounds up to 1e-02: a leading 1 after
+        return 1 - int(exponent)                      # all, so two digits, 0.010, as for 0.0104
+    return -int(exponent)
 
 
 def _fixed(value: float, decimals: int) -> str:

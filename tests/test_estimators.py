@@ -257,6 +257,18 @@ def test_sumo_draws_and_is_unbiased_under_jit(key):
     assert abs(float(value.mean()) - LOG_PX) < 6 * float(value.std()) / math.sqrt(4000)  # ~2e-9
 
 
+def test_sumo_runs_eagerly_when_k_outgrows_the_smallest_buffer():
+    """Eager `sumo` equals the jitted one, also for a K past the first buffer (key 3 draws 80,
+    which the 20-long branch must not check); before K became a switch operand it raised."""
+    weights_fn = lambda kk, n: poor_log_weights(kk, (1, n))
+    key = jax.random.key(3)
+    value, k = E.sumo(key, weights_fn, 4, batch_shape=(1,))
+    assert int(k[0]) + 4 > E.buffer_sizes(4)[0]
+    jitted, k_jit = jax.jit(lambda kk: E.sumo(kk, weights_fn, 4, batch_shape=(1,)))(key)
+    assert int(k_jit[0]) == int(k[0])
+    np.testing.assert_allclose(value, jitted, rtol=1e-6)
+
+
 def test_everything_runs_under_jit(key):
     lw = jax.random.normal(key, (2, 20))
     jax.jit(E.elbo)(lw)

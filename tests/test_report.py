@@ -8,7 +8,7 @@ from lvm_tutorial import report
 
 
 @pytest.mark.parametrize("se, decimals", [
-    (0.21, 1), (0.15, 2), (0.0019, 4), (0.006, 3), (0.0096, 2), (0.0196, 2), (0.1, 2),
+    (0.21, 1), (0.15, 2), (0.0019, 4), (0.006, 3), (0.0096, 3), (0.0196, 2), (0.1, 2), (0.0995, 2),
     (3.0, 0), (12.0, 0), (36895.88, -4), (1.94, 1), (1.96, 0), (2.04, 0)])
 def test_se_decimals(se, decimals):
     assert report.se_decimals(se) == decimals
