@@ -277,6 +277,10 @@ def test_true_reverse_kl_matches_the_closed_form_for_a_gaussian_sampler():
                     - 0.5 * np.log(2 * np.pi * 1.35 ** 2) - (m[1] ** 2 + s[1] ** 2) / (2 * 1.35 ** 2))
     assert abs(kl - (neg_entropy - e_log_target)) < 5 * se   # 5 SE: ~6e-7 false alarms
     assert x.shape == (4096, 2)
+    terms, x_terms = F.reverse_kl_terms(jax.random.key(6), jax.jit(gaussian_sampler)(mean, log_scale), 4096, 4)
+    assert terms.shape == (4096,) and terms.dtype == np.float64
+    assert np.array_equal(np.asarray(x_terms), np.asarray(x))     # the same draws as true_reverse_kl
+    assert kl == terms.mean() and se == terms.std(ddof=1) / np.sqrt(4096)
 
 
 def test_x1_distances_and_neck():
