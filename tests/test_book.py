@@ -99,3 +99,37 @@ def test_every_number_in_the_errata_is_printed_by_the_chapter_it_cites():
             assert number in outputs, f"errata number {number} not in the outputs of {sorted(cited)}"
             checked += 1
     assert checked >= 10
+
+
+PLUS_MINUS = re.compile(r"([-+−]?\d[\d.]*)\s*(?:±|\+-|\+/-)\s*(\d[\d.]*)")
+
+
+def printed_decimals(number):
+    """Decimal places a printed number shows."""
+    return len(number.split(".")[1]) if "." in number else 0
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_estimate_is_printed_to_the_digits_its_standard_error_supports(path):
+    """`a ± s`: s at its leading digit (two when that is 1), a at the same place (report.py)."""
+    from lvm_tutorial.report import se_decimals
+    bad = []
+    for value, se in PLUS_MINUS.findall(notebook_output_text(path)):
+        value, se = value.rstrip("."), se.rstrip(".")
+        if "." not in se + value:                 # integers: the SE rounds at units or above
+            wrong = float(se) <= 0 or se_decimals(float(se)) > 0
+        else:
+            wrong = float(se) <= 0 or printed_decimals(se) != se_decimals(float(se)) \
+                or printed_decimals(value) != printed_decimals(se)
+        if wrong:
+            bad.append(f"{value} ± {se}")
+    assert not bad, f"estimates with more (or fewer) digits than their SE supports: {bad}"
+
+
+def test_the_estimate_check_catches_false_precision():
+    """Negative control for the test above, on the issue's own example."""
+    from lvm_tutorial.report import format_estimate, se_decimals
+    (value, se), = PLUS_MINUS.findall("IWAE -18.239 ± 0.21 nats")
+    assert printed_decimals(se) != se_decimals(float(se))
+    (value, se), = PLUS_MINUS.findall(f"IWAE {format_estimate(-18.239, 0.21)} nats")
+    assert printed_decimals(se) == se_decimals(float(se)) == printed_decimals(value) == 1

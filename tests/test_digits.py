@@ -87,3 +87,21 @@ def test_training_improves_the_bound_and_is_reproducible(key):
     assert log.count <= 3, log.count            # a few small eager ops (splits, init) at most
 
 
+
+
+def test_the_learning_rate_decays_to_zero_at_the_last_step():
+    """Adam's first update is the full rate; the update after the last step is exactly zero, so
+    training comes to rest (a rounding-level change of the inputs cannot keep it moving)."""
+    from lvm_tutorial.digits import _adam
+    rate, steps = 3e-3, 50
+    optimizer = _adam(rate, steps)
+    assert _adam(rate, steps) is optimizer                  # one object: no recompilation
+    params, grads = jnp.zeros(3), jnp.ones(3)
+    state = optimizer.init(params)
+    sizes = []
+    for _ in range(steps + 1):
+        updates, state = optimizer.update(grads, state, params)
+        sizes.append(float(jnp.max(jnp.abs(updates))))
+    assert sizes[0] == pytest.approx(rate, rel=1e-4)
+    assert sizes[steps // 2] == pytest.approx(rate / 2, rel=1e-3)   # cosine: half way, half rate
+    assert 0.0 < sizes[steps - 1] < 1e-2 * rate and sizes[steps] == 0.0
