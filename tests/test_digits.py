@@ -87,8 +87,6 @@ def test_training_improves_the_bound_and_is_reproducible(key):
     assert log.count <= 3, log.count            # a few small eager ops (splits, init) at most
 
 
-
-
 def test_the_learning_rate_decays_to_zero_at_the_last_step():
     """Adam's first update is the full rate; the update after the last step is exactly zero, so
     training comes to rest (a rounding-level change of the inputs cannot keep it moving)."""
