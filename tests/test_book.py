@@ -65,6 +65,7 @@ def test_setup_cell_installs_this_repository_at_this_release(path):
     assert urls == [(CONFIG["repository"]["url"], f"v{lvm_tutorial.__version__}")]
     assert "--no-deps" in source, "installing with dependencies could replace Colab's jax"
     assert "hide-input" in tags(first)
+    assert "nbval-ignore-output" in tags(first), "it names the reader's device and jax version"
 
 
 @pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.stem[:2].isdigit() and p.stem[:2] != "00"],
