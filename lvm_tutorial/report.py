@@ -78,13 +78,20 @@ def format_estimate(value: float, se: float, *, sign: bool = False) -> str:
       sign: write a ``+`` before a positive value (differences, gaps).
 
     Returns:
-      For example ``'-18.2 ± 0.2'``, ``'+0.64 ± 0.06'``, ``'0.0038 ± 0.0019'``.
+      For example ``'-18.2 ± 0.2'``, ``'+0.64 ± 0.06'``, ``'0.0038 ± 0.0019'``; an SE of tens or
+      more in powers of ten, so that no trailing zero claims a digit: ``'(1.054 ± 0.013)e+04'``.
     """
+    value, se = float(value), float(se)
     decimals = se_decimals(se)
-    text = _fixed(float(value), decimals)
+    exponent = 0
+    if decimals < 0:                      # an SE of tens or more: '10540' would claim units
+        exponent = max(math.floor(math.log10(abs(value))) if value else -decimals, -decimals)
+        value, se, decimals = value / 10**exponent, se / 10**exponent, decimals + exponent
+    text = _fixed(value, decimals)
     if sign and not text.startswith("-") and float(text) != 0.0:
         text = "+" + text
-    return f"{text} ± {_fixed(float(se), decimals)}"
+    pair = f"{text} ± {_fixed(se, decimals)}"
+    return f"({pair})e+{exponent:02d}" if exponent else pair
 
 
 def format_mean(samples, *, sign: bool = False) -> str:

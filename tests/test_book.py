@@ -117,8 +117,8 @@ def test_every_estimate_is_printed_to_the_digits_its_standard_error_supports(pat
     bad = []
     for value, se in PLUS_MINUS.findall(notebook_output_text(path)):
         value, se = value.rstrip("."), se.rstrip(".")
-        if "." not in se + value:                 # integers: the SE rounds at units or above
-            wrong = float(se) <= 0 or se_decimals(float(se)) > 0
+        if "." not in se + value:                 # integers: only for an SE rounded at units;
+            wrong = float(se) <= 0 or se_decimals(float(se)) != 0   # tens or more: '(m ± s)e+NN'
         else:
             wrong = float(se) <= 0 or printed_decimals(se) != se_decimals(float(se)) \
                 or printed_decimals(value) != printed_decimals(se)
@@ -134,3 +134,7 @@ def test_the_estimate_check_catches_false_precision():
     assert printed_decimals(se) != se_decimals(float(se))
     (value, se), = PLUS_MINUS.findall(f"IWAE {format_estimate(-18.239, 0.21)} nats")
     assert printed_decimals(se) == se_decimals(float(se)) == printed_decimals(value) == 1
+    (value, se), = PLUS_MINUS.findall("ratio 10540 ± 130")           # the trailing 0 claims units
+    assert "." not in value + se and se_decimals(float(se)) != 0
+    (value, se), = PLUS_MINUS.findall(f"ratio {format_estimate(10538.0, 131.0)}")
+    assert printed_decimals(se) == se_decimals(float(se)) == printed_decimals(value) == 3
