@@ -17,11 +17,20 @@ BOOK_SOURCES := _config.yml _toc.yml references.bib $(shell find book lvm_tutori
 	-not -path '*/.ipynb_checkpoints/*' -not -path '*/__pycache__/*' 2>/dev/null)
 JUPYTER_BOOK := $(BIN)/jupyter-book build --all -W -n --keep-going .
 
+# The stamp is written last, so a .venv is complete only with it. A .venv without the stamp, or
+# whose pip does not run, is what a failed or interrupted first attempt left (`venv` without
+# Debian's python3.11-venv makes no pip; a pip install stopped halfway) and is rebuilt from
+# scratch. A complete one is updated in place when requirements.txt or pyproject.toml change;
+# the stamp is removed meanwhile, so an interrupted update is rebuilt too.
 $(STAMP): requirements.txt pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@if [ -e $(VENV) ] && { [ ! -f $@ ] || ! $(BIN)/python -m pip --version >/dev/null 2>&1; }; \
+	then echo "$(VENV) was left half-made by an earlier attempt: rebuilding it"; rm -rf $(VENV); fi
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
+		echo "venv failed; on Debian/Ubuntu: sudo apt-get install python3.11-venv" >&2; exit 1; }
+	rm -f $@
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements.txt
-	touch $(STAMP)
+	touch $@
 
 ## Unit tests, every notebook under strict nbval (outputs must match what is committed), then
 ## every page of the built book in headless Chromium (screenshots in _build/screenshots/).
