@@ -1,0 +1,209 @@
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lvm_tutorial import iwae_gradients as IG
+from lvm_tutorial import linear_gaussian as lg
+from lvm_tutorial.distributions import diag_normal_log_prob
+from lvm_tutorial.estimators import iwae_bound
+
+MODEL = lg.make_linear_gaussian(jax.random.key(1), data_dim=5, latent_dim=2)
+X = lg.sample(jax.random.key(2), MODEL, 1)[0][0]
+LOG_JOINT = functools.partial(lg.log_joint, MODEL, X)
+POST_MEAN, POST_LOG_SCALE = lg.posterior_diag(MODEL, X)      # the exact posterior (W^T W diagonal)
+# A proposal away from the posterior: shifted by half a posterior sd and 35% too wide.
+MEAN, LOG_SCALE = POST_MEAN + 0.5 * jnp.exp(POST_LOG_SCALE), POST_LOG_SCALE + 0.3
+
+NUM_DRAWS = 20_000     # one draw count throughout, so that each (estimator, K) compiles once
+ESTIMATORS = {"iwae": IG.iwae_grad, "stl": IG.stl_grad, "dreg": IG.dreg_grad,
+              "weighted": IG.weighted_average_iwae_grad}
+
+
+@functools.cache
+def _jitted(name):
+    return jax.jit(ESTIMATORS[name], static_argnums=(1, 4, 5))
+
+
+def draws(name, key, num_samples, num_draws, mean=MEAN, log_scale=LOG_SCALE):
+    return _jitted(name)(key, LOG_JOINT, mean, log_scale, num_samples, num_draws)
+
+
+def z_scores(samples, truth):
+    """(mean - truth) / SE per entry, for a (N, d) array of draws."""
+    return (samples.mean(0) - truth) / (samples.std(0) / math.sqrt(samples.shape[0]))
+
+
+# Known-wrong variants, kept here as negative controls.
+
+def dreg_with_linear_weights(key, log_joint_fn, mean, log_scale, num_samples, num_draws):
+    """DReG's surrogate with w~ instead of w~^2: biased for K > 1 (it is STL in another form)."""
+    eps = jax.random.normal(key, (num_draws, num_samples) + mean.shape)
+
+    def one(e):
+        def surrogate(m, s):
+            z = m + jnp.exp(s) * e
+            log_w = log_joint_fn(z) - diag_normal_log_prob(z, *jax.lax.stop_gradient((m, s)))
+            return jnp.sum(jax.lax.stop_gradient(jax.nn.softmax(log_w)) * log_w)
+        return jax.grad(surrogate, argnums=(0, 1))(mean, log_scale)
+    return jax.vmap(one)(eps)
+
+
+def path_of_log_joint_only(key, log_joint_fn, mean, log_scale, num_draws):
+    """An 'ELBO gradient' that forgets log q altogether: off by -1 per log-scale entry."""
+    eps = jax.random.normal(key, (num_draws, 1) + mean.shape)
+    grad = jax.grad(lambda m, s, e: log_joint_fn(m + jnp.exp(s) * e)[0], argnums=(0, 1))
+    return jax.vmap(grad, in_axes=(None, None, 0))(mean, log_scale, eps)
+
+
+# --- the weighted-average form ---------------------------------------------------------------
+
+def test_weighted_average_equals_autodiff_of_iwae_bound(key):
+    num_samples, num_draws = 4, NUM_DRAWS
+    eps = jax.random.normal(key, (num_draws, num_samples, 2))    # the module's convention
+
+    def bound(m, s, e):
+        z = m + jnp.exp(s) * e
+        return iwae_bound(LOG_JOINT(z) - diag_normal_log_prob(z, m, s))
+
+    autodiff = jax.vmap(jax.grad(bound, argnums=(0, 1)), in_axes=(None, None, 0))(MEAN, LOG_SCALE, eps)
+    weighted = draws("weighted", key, num_samples, num_draws)
+    standard = draws("iwae", key, num_samples, num_draws)
+    for ours, theirs, plain in zip(weighted, autodiff, standard):
+        assert ours.shape == (num_draws, 2)
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)   # float32 rounding
+        np.testing.assert_allclose(plain, theirs, rtol=1e-4, atol=1e-5)
+        assert np.max(np.abs(theirs)) > 1e-2                            # not a vacuous zero
+
+
+# --- unbiasedness ----------------------------------------------------------------------------
+
+def test_every_estimator_at_one_sample_is_unbiased_for_the_elbo_gradient(key):
+    # ELBO = log p(x) - KL(q || p(z|x)) in closed form on the linear-Gaussian model.
+    post_mean, post_cov = lg.posterior(MODEL, X)
+    truth = jax.grad(lambda m, s: -lg.kl_diag_to_full(m, s, post_mean, post_cov),
+                     argnums=(0, 1))(MEAN, LOG_SCALE)
+    n = NUM_DRAWS
+    for name in ("iwae", "stl", "dreg"):
+        for samples, exact in zip(draws(name, key, 1, n), truth):
+            assert np.all(np.abs(z_scores(samples, exact)) < 5), name   # 5 SE: ~6e-7 per entry
+    # Negative control: dropping log q (its path part too) leaves a bias of -1 in d log sigma.
+    _, wrong = path_of_log_joint_only(key, LOG_JOINT, MEAN, LOG_SCALE, n)
+    assert np.all(np.abs(z_scores(wrong, truth[1])) > 5)
+
+
+@pytest.mark.parametrize("num_samples", [1, 4, 16])
+def test_dreg_and_standard_iwae_have_the_same_mean(key, num_samples):
+    # Paired on one key: the difference of the two unbiased estimators must average to zero.
+    n = NUM_DRAWS
+    standard = draws("iwae", key, num_samples, n)
+    dreg = draws("dreg", key, num_samples, n)
+    stl = draws("stl", key, num_samples, n)
+    wrong = jax.jit(dreg_with_linear_weights, static_argnums=(1, 4, 5))(
+        key, LOG_JOINT, MEAN, LOG_SCALE, num_samples, n)
+    for s, d, t, w in zip(standard, dreg, stl, wrong):
+        assert np.all(np.abs(z_scores(d - s, 0.0)) < 5)     # 5 SE: ~6e-7 false alarms per entry
+        np.testing.assert_allclose(w, t, rtol=1e-4, atol=1e-5)   # the w~ variant is STL
+        if num_samples > 1:
+            # Negative controls: STL (= DReG with w~) is biased for the IWAE gradient.
+            assert np.all(np.abs(z_scores(t - s, 0.0)) > 5)
+
+
+# --- the exact posterior ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("num_samples", [1, 4])
+def test_at_the_exact_posterior_only_the_standard_estimator_has_variance(key, num_samples):
+    n = NUM_DRAWS
+    scale = jnp.exp(POST_LOG_SCALE)
+    for name in ("stl", "dreg"):
+        for samples in draws(name, key, num_samples, n, POST_MEAN, POST_LOG_SCALE):
+            assert np.max(np.abs(samples)) < 1e-4       # zero to float32 rounding (entries ~ 1)
+    d_mean, d_log_scale = draws("iwae", key, num_samples, n, POST_MEAN, POST_LOG_SCALE)
+    # Only the score part is left: -(1/K) sum_k eps_k / sigma and -(1/K) sum_k (eps_k^2 - 1),
+    # of variance 1 / (K sigma^2) and 2 / K.
+    for samples, exact in ((d_mean, 1 / (num_samples * scale**2)),
+                           (d_log_scale, jnp.full(2, 2.0 / num_samples))):
+        squares = (samples - samples.mean(0)) ** 2
+        se = squares.std(0) / math.sqrt(n)
+        assert np.all(np.abs(squares.mean(0) - exact) < 5 * se)     # 5 SE: ~6e-7 per entry
+        assert np.all(np.abs(squares.mean(0) - 1.25 * exact) > 5 * se)  # power: 25% off is caught
+
+
+# --- signal-to-noise ratio -------------------------------------------------------------------
+
+def test_gradient_snr_and_its_standard_error(key):
+    normal_key, exp_key = jax.random.split(key)
+    g = 0.7 + jax.random.normal(normal_key, (200_000, 3))
+    np.testing.assert_allclose(IG.gradient_snr(g), 0.7, atol=5 * math.sqrt(1.245 / 200_000))
+    np.testing.assert_allclose(IG.gradient_snr_se(g), math.sqrt((1 + 0.49 / 2) / 200_000), rtol=0.02)
+    # A skewed case against replication: exponential(1) draws have SNR 1 and SE 1/sqrt(n),
+    # where the Gaussian formula sqrt(1.5/n) would be 22% too large.
+    reps, n = 2_000, 500
+    e = jax.random.exponential(exp_key, (n, reps))
+    spread = np.std(IG.gradient_snr(e), ddof=1)
+    rel_se = 1 / math.sqrt(2 * (reps - 1))                             # of a sample sd
+    predicted = float(np.mean(IG.gradient_snr_se(e)))
+    assert abs(spread / predicted - 1) < 5 * rel_se                      # 5 SE: ~6e-7
+    assert abs(spread / math.sqrt(1.5 / n) - 1) > 5 * rel_se             # control: Gaussian formula
+
+
+def test_dreg_snr_grows_with_k_while_the_standard_one_falls(key):
+    ks, n = (1, 4, 16, 64), NUM_DRAWS
+    slopes = {}
+    for name in ("iwae", "dreg"):
+        curve = IG.snr_against_num_samples(key, _jitted(name), LOG_JOINT, MEAN, LOG_SCALE, ks, n)
+        assert curve.snr[0].shape == curve.se[1].shape == (4, 2)
+        slopes[name] = [IG.log_log_slope(curve.num_samples, snr, se)
+                        for snr, se in zip(curve.snr, curve.se)]
+    # Rainforth et al. (2018): the standard SNR falls like K^(-1/2); DReG's rises (Tucker et al.).
+    # Each slope is within 5 SE (~6e-7 false alarms per entry) of the side it must be on.
+    for slope, se in slopes["iwae"]:
+        assert np.all(slope + 5 * se < -0.25)
+        assert not np.all(slope - 5 * se > 0.25)        # control: the DReG claim fails here
+    for slope, se in slopes["dreg"]:
+        assert np.all(slope - 5 * se > 0.25)
+
+
+def test_log_log_slope_recovers_a_power_law():
+    ks = np.array([1, 4, 16, 64])
+    snr = 3.0 * ks[:, None] ** np.array([-0.5, 0.5])
+    slope, se = IG.log_log_slope(ks, jnp.asarray(snr), jnp.asarray(0.01 * snr))
+    np.testing.assert_allclose(slope, [-0.5, 0.5], rtol=1e-5)
+    np.testing.assert_allclose(se, 0.01 / np.sqrt(np.sum((np.log(ks) - np.log(ks).mean()) ** 2)),
+                               rtol=1e-5)
+
+
+# --- plumbing --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(ESTIMATORS))
+def test_jit_matches_eager(key, name):
+    eager = ESTIMATORS[name](key, LOG_JOINT, MEAN, LOG_SCALE, 4, NUM_DRAWS)
+    jitted = draws(name, key, 4, NUM_DRAWS)
+    for e, j in zip(eager, jitted):
+        assert e.shape == (NUM_DRAWS, 2)
+        # Path and score parts of order one cancel to ~0.02, so compare at float32 rounding of 1.
+        np.testing.assert_allclose(j, e, rtol=1e-4, atol=1e-5)
+    g = jax.random.normal(key, (50, 3)) + 1.0
+    np.testing.assert_allclose(jax.jit(IG.gradient_snr)(g), IG.gradient_snr(g), rtol=1e-5)
+    np.testing.assert_allclose(jax.jit(IG.gradient_snr_se)(g), IG.gradient_snr_se(g), rtol=1e-5)
+
+
+def test_snr_curve_and_slope_run_under_jit(key):
+    args = (key, _jitted("dreg"), LOG_JOINT, MEAN, LOG_SCALE, (1, 4), 200)
+    eager = IG.snr_against_num_samples(*args)
+    jitted = jax.jit(IG.snr_against_num_samples, static_argnums=(1, 2, 5, 6))(*args)
+    for e, j in zip(jax.tree.leaves(eager), jax.tree.leaves(jitted)):
+        np.testing.assert_allclose(j, e, rtol=1e-4)
+    slope = IG.log_log_slope(eager.num_samples, eager.snr[0], eager.se[0])
+    np.testing.assert_allclose(jax.jit(IG.log_log_slope)(eager.num_samples, eager.snr[0], eager.se[0]),
+                               slope, rtol=1e-5)
+
+
+def test_bad_inputs(key):
+    with pytest.raises(ValueError, match="num_samples"):
+        IG.iwae_grad(key, LOG_JOINT, MEAN, LOG_SCALE, 0, 4)
+    with pytest.raises(ValueError, match="num_draws"):
+        IG.dreg_grad(key, LOG_JOINT, MEAN, LOG_SCALE, 4, 0)
