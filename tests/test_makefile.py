@@ -44,7 +44,12 @@ def make(project: Path, **env) -> tuple[int, list[str]]:
     log = project / "log"
     log.write_text("")
     run = subprocess.run(
-        ["make", "-s", ".venv/.installed", f"PYTHON={project / 'python3.11'}"],
+        [
+            "make",
+            "-s",
+            ".venv/.installed",
+            f"PYTHON={project / 'python3.11'}",
+        ],
         cwd=project,
         env={**os.environ, "LOG": str(log), **env},
         capture_output=True,
@@ -56,7 +61,10 @@ def make(project: Path, **env) -> tuple[int, list[str]]:
 def test_a_fresh_venv_is_made_and_stamped_last(project):
     status, log = make(project)
     assert status == 0
-    assert log[0].startswith("venv ") and log[-1] == "pip install -q -r requirements.txt"
+    assert (
+        log[0].startswith("venv ")
+        and log[-1] == "pip install -q -r requirements.txt"
+    )
     assert (project / ".venv/.installed").is_file()
     assert make(project) == (0, [])  # up to date: nothing runs
 
@@ -74,9 +82,11 @@ def test_an_interrupted_install_leaves_no_stamp_and_is_rebuilt(project):
 
 
 def test_a_venv_without_pip_is_rebuilt(project):
-    (project / ".venv/bin").mkdir(parents=True)  # as `python3.11 -m venv` leaves it on
-    shutil.copy(project / "python3.11", project / ".venv/bin/python")  # Debian without
-    (project / ".venv/no-pip").write_text("")  # python3.11-venv: an interpreter, no pip
+    # As `python3.11 -m venv` leaves it on Debian without python3.11-venv:
+    # an interpreter, no pip.
+    (project / ".venv/bin").mkdir(parents=True)
+    shutil.copy(project / "python3.11", project / ".venv/bin/python")
+    (project / ".venv/no-pip").write_text("")
     status, log = make(project)
     assert status == 0 and log[0].startswith("venv ")
     assert not (project / ".venv/no-pip").exists()

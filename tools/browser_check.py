@@ -111,9 +111,8 @@ def prepare_site(html_dir: Path, mathjax_dir: Path, site: Path) -> None:
 class _Links(html.parser.HTMLParser):
     def __init__(self):
         super().__init__(convert_charrefs=True)
-        self.refs: list[
-            tuple[str, str, str]
-        ] = []  # (tag, attribute, value)
+        # (tag, attribute, value) of every href and src
+        self.refs: list[tuple[str, str, str]] = []
         self.ids: set[str] = set()
         self.refresh: str | None = None
 
@@ -457,9 +456,8 @@ def check_book(
             for path in book_pages(site):
                 name = path.relative_to(site).as_posix()
                 problems = static_problems(site, path, repo, colab_prefix)
-                if (
-                    _parse(path).refresh is not None
-                ):  # a redirect: its target is checked
+                # A redirect: its target is checked as a page of its own.
+                if _parse(path).refresh is not None:
                     report[name] = problems
                     continue
                 shot = None
