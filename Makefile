@@ -7,8 +7,9 @@ NOTEBOOKS := $(sort $(wildcard book/*.ipynb))
 
 .PHONY: test unit nbval nbval-default nbval-nofma nbval-onecore browser browser-deps chromium book execute bench clean
 
-# The browser check needs Debian's chromium and MathJax 3 (npm), each installed once, and a
-# built book: `make test` builds it when a source changed since the last build.
+# The browser check needs Debian's chromium (driven by Playwright from the venv, which downloads
+# no browser of its own) and MathJax 3 (npm), each installed once, and a built book: `make test`
+# builds it when a source changed since the last build.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 MATHJAX := $(VENV)/npm/node_modules/mathjax/es5
