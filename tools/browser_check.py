@@ -25,7 +25,8 @@ browser, no ``playwright install`` download). Per page it asserts:
 and saves a full-page screenshot ``<screenshots>/<page path with / as _>.png`` in a
 1280 px wide window. ``--self-test`` builds a small site with one defect per page and asserts
 each one is caught (and that a clean page passes), so a check that silently stopped working
-fails too. ``--column`` prints how many characters of code fit a cell's column on each page.
+fails too. Each page's line says how many characters of code fit its column (``-v``: in
+how many px of which font), the measure behind ruff's line length in pyproject.toml.
 """
 
 from __future__ import annotations
