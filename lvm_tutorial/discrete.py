@@ -38,7 +38,8 @@ def categorical_score(z: jax.Array, logits: jax.Array) -> jax.Array:
     r"""$\nabla_\phi \log \pi_z = e_z - \operatorname{softmax}(\phi)$; ``z`` (...) integer to ``(..., C)``."""
     _check_logits(logits)
     num = logits.shape[0]
-    return jax.nn.one_hot(z, num, dtype=jnp.result_type(logits, float)) - jax.nn.softmax(logits)
+    one_hot = jax.nn.one_hot(z, num, dtype=jnp.result_type(logits, float))
+    return one_hot - jax.lax.broadcast_to_rank(jax.nn.softmax(logits), one_hot.ndim)
 
 
 def categorical_expectation(f: Callable, logits: jax.Array) -> jax.Array:

@@ -1,7 +1,9 @@
 r"""Diagonal Gaussians and mixtures of them: log-densities, samples, entropies.
 
 Every density here is written for one event and broadcasts over leading axes; the
-event axis is the last one. Scales are carried as ``log_scale`` (log standard
+event axis is the last one. The broadcasting is explicit (``jax.lax.broadcast_to_rank`` adds
+the leading unit axes NumPy would add), so the package runs under
+``jax_numpy_rank_promotion="raise"``. Scales are carried as ``log_scale`` (log standard
 deviation), not as log-variances: source 001 writes ``logvar``, which is
 ``2 * log_scale``.
 """
@@ -48,8 +50,9 @@ def diag_normal_log_prob(x: jax.Array, mean: jax.Array, log_scale: jax.Array) ->
     Returns:
       Array of the broadcast shape without its last axis.
     """
-    check_broadcastable(x=x, mean=mean, log_scale=log_scale)
-    return jnp.sum(norm.logpdf(x, mean, jnp.exp(log_scale)), axis=-1)
+    rank = len(check_broadcastable(x=x, mean=mean, log_scale=log_scale))
+    x, mean, scale = (jax.lax.broadcast_to_rank(a, rank) for a in (x, mean, jnp.exp(log_scale)))
+    return jnp.sum(norm.logpdf(x, mean, scale), axis=-1)
 
 
 def diag_normal_sample(key: jax.Array, mean: jax.Array, log_scale: jax.Array,
@@ -71,7 +74,8 @@ def diag_normal_sample(key: jax.Array, mean: jax.Array, log_scale: jax.Array,
         shape = (int(num_samples),) + tuple(shape)
     dtype = jnp.result_type(mean, log_scale, float)
     eps = jax.random.normal(key, shape, dtype)
-    return mean + jnp.exp(log_scale) * eps
+    noise = jax.lax.broadcast_to_rank(jnp.exp(log_scale), eps.ndim) * eps
+    return jax.lax.broadcast_to_rank(mean, eps.ndim) + noise
 
 
 def diag_normal_entropy(log_scale: jax.Array) -> jax.Array:
@@ -99,7 +103,8 @@ def _component_log_joint(x, logits, means, log_scales):
     if x.shape[-1:] != means.shape[-1:]:
         raise ValueError(f"x has event size {x.shape[-1:]} but means are (C, D) = {means.shape}")
     log_pi = jax.nn.log_softmax(logits)
-    return log_pi + diag_normal_log_prob(x[..., None, :], means, log_scales)
+    log_lik = diag_normal_log_prob(x[..., None, :], means, log_scales)
+    return jax.lax.broadcast_to_rank(log_pi, log_lik.ndim) + log_lik
 
 
 def mixture_log_prob(x: jax.Array, logits: jax.Array, means: jax.Array,

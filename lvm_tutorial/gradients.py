@@ -58,7 +58,8 @@ def score_function_grad_samples(key, f, mean, log_scale, num_samples, baseline=0
     """
     _check_num_samples(num_samples)
     eps = jax.random.normal(key, (int(num_samples),) + jnp.shape(mean), jnp.result_type(mean, float))
-    z = jax.lax.stop_gradient(mean + jnp.exp(log_scale) * eps)
+    noise = jax.lax.broadcast_to_rank(jnp.exp(log_scale), eps.ndim) * eps    # (D,) against (N, D)
+    z = jax.lax.stop_gradient(jax.lax.broadcast_to_rank(mean, eps.ndim) + noise)
     scores = jax.vmap(jax.grad(diag_normal_log_prob, argnums=(1, 2)), in_axes=(0, None, None))(
         z, mean, log_scale)
     centred = jax.vmap(f)(z) - jnp.broadcast_to(baseline, (int(num_samples),))

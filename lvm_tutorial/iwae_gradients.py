@@ -62,7 +62,8 @@ __all__ = [
 
 def _log_weights(log_joint_fn, mean, log_scale, eps, path_only):
     r"""$\log w_k$ for $z_k = \mu + \sigma\epsilon_k$; with ``path_only`` q's density sees stopped $\phi$."""
-    z = mean + jnp.exp(log_scale) * eps
+    noise = jax.lax.broadcast_to_rank(jnp.exp(log_scale), eps.ndim) * eps    # (d,) against (K, d)
+    z = jax.lax.broadcast_to_rank(mean, eps.ndim) + noise
     if path_only:
         mean, log_scale = jax.lax.stop_gradient((mean, log_scale))
     return log_joint_fn(z) - diag_normal_log_prob(z, mean, log_scale)
@@ -179,7 +180,7 @@ def gradient_snr_se(samples: jax.Array) -> jax.Array:
     """
     num = samples.shape[0]
     mean = jnp.mean(samples, axis=0)
-    centred = samples - mean
+    centred = samples - mean[None]
     var = jnp.mean(centred**2, axis=0)
     mu3 = jnp.mean(centred**3, axis=0)
     mu4 = jnp.mean(centred**4, axis=0)
@@ -230,6 +231,6 @@ def log_log_slope(num_samples, snr, se) -> tuple[jax.Array, jax.Array]:
     total = jnp.sum(weight, axis=0)
     x_bar = jnp.sum(weight * x, axis=0) / total
     y_bar = jnp.sum(weight * y, axis=0) / total
-    sxx = jnp.sum(weight * (x - x_bar) ** 2, axis=0)
-    slope = jnp.sum(weight * (x - x_bar) * (y - y_bar), axis=0) / sxx
+    sxx = jnp.sum(weight * (x - x_bar[None]) ** 2, axis=0)
+    slope = jnp.sum(weight * (x - x_bar[None]) * (y - y_bar[None]), axis=0) / sxx
     return slope, 1.0 / jnp.sqrt(sxx)

@@ -45,7 +45,7 @@ def make_linear_gaussian(key, data_dim: int, latent_dim: int, noise_scale: float
     w_key, s_key, c_key = jax.random.split(key, 3)
     q, _ = jnp.linalg.qr(jax.random.normal(w_key, (data_dim, latent_dim)))
     col_scales = signal_scale * jnp.exp(0.3 * jax.random.normal(s_key, (latent_dim,)))
-    return LinearGaussian(q * col_scales, jax.random.normal(c_key, (data_dim,)),
+    return LinearGaussian(q * col_scales[None, :], jax.random.normal(c_key, (data_dim,)),
                           jnp.log(jnp.asarray(noise_scale)))
 
 
@@ -53,13 +53,16 @@ def log_marginal(model: LinearGaussian, x: jax.Array) -> jax.Array:
     """Exact $\\log p(x)$ for ``x`` of shape ``(..., D)``."""
     w, c, s = model
     cov = w @ w.T + jnp.exp(2 * s) * jnp.eye(w.shape[0])
-    return multivariate_normal.logpdf(x, c, cov)
+    # one x (D,) at a time: jax.scipy would broadcast a batch against c and cov implicitly
+    log_pdf = jnp.vectorize(lambda x_one: multivariate_normal.logpdf(x_one, c, cov), signature="(d)->()")
+    return log_pdf(x)
 
 
 def log_joint(model: LinearGaussian, x: jax.Array, z: jax.Array) -> jax.Array:
     r"""$\log p(x \mid z) + \log p(z)$ for ``x`` (D,) and ``z`` (..., d)."""
     w, c, s = model
-    mean = z @ w.T + c
+    mean = z @ w.T
+    mean = mean + jax.lax.broadcast_to_rank(c, mean.ndim)
     return (diag_normal_log_prob(x, mean, jnp.broadcast_to(s, mean.shape))
             + diag_normal_log_prob(z, 0.0, jnp.zeros(z.shape[-1:])))
 
@@ -101,5 +104,5 @@ def sample(key, model: LinearGaussian, num_samples: int) -> tuple[jax.Array, jax
     z_key, x_key = jax.random.split(key)
     w, c, s = model
     z = jax.random.normal(z_key, (int(num_samples), w.shape[1]))
-    x = diag_normal_sample(x_key, z @ w.T + c, jnp.broadcast_to(s, (w.shape[0],)))
+    x = diag_normal_sample(x_key, z @ w.T + c[None, :], jnp.broadcast_to(s, (w.shape[0],)))
     return x, z

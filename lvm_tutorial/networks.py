@@ -46,9 +46,10 @@ matmul.defvjp(_matmul_fwd, _matmul_bwd)
 
 
 def dense(x: jax.Array, w: jax.Array, b: jax.Array) -> jax.Array:
-    """The affine layer ``x @ w + b`` for ``x`` ``(..., in)``, through :func:`matmul` (leading axes flattened)."""
-    out = matmul(x.reshape(-1, x.shape[-1]), w)
-    return out.reshape(x.shape[:-1] + (w.shape[1],)) + b
+    """The affine layer ``x @ w + b`` for ``x`` ``(..., in)``, ``b`` ``(out,)``, through :func:`matmul`
+    (leading axes flattened)."""
+    out = matmul(x.reshape(-1, x.shape[-1]), w).reshape(x.shape[:-1] + (w.shape[1],))
+    return out + jax.lax.broadcast_to_rank(b, out.ndim)
 
 
 def mlp_apply(params, x: jax.Array, activation=jnp.tanh) -> jax.Array:

@@ -83,8 +83,12 @@ def roulette_sum(terms: jax.Array, num_terms: jax.Array, survival: jax.Array) ->
     if k is not None and k.size and (k.min() < 1 or k.max() > length):
         raise ValueError(f"num_terms must be in [1, {length}] (the number of terms given), got "
                          f"values in [{k.min()}, {k.max()}]")
-    keep = jnp.arange(1, length + 1) <= jnp.asarray(num_terms)[..., None]
-    return jnp.sum(jnp.where(keep, terms / survival, 0.0), axis=-1)
+    # explicit broadcasting to one rank: K (...) against the term index (L,), terms against survival
+    rank = max(jnp.ndim(terms), jnp.ndim(survival), jnp.ndim(num_terms) + 1)
+    to_rank = jax.lax.broadcast_to_rank
+    keep = to_rank(jnp.arange(1, length + 1), rank) <= to_rank(jnp.asarray(num_terms)[..., None], rank)
+    weighted = to_rank(terms, rank) / to_rank(survival, rank)
+    return jnp.sum(jnp.where(keep, weighted, 0.0), axis=-1)
 
 
 class RouletteMoments(NamedTuple):

@@ -51,7 +51,8 @@ def decoder_log_prob(params: VAEParams, x: jax.Array, z: jax.Array,
         mean, log_scale = gaussian_head(params.decoder, z)
         return diag_normal_log_prob(x, mean, log_scale)
     logits = mlp_apply(params.decoder, z)
-    return -jnp.sum(jnp.logaddexp(0.0, jnp.where(x > 0.5, -logits, logits)), axis=-1)
+    ones = jax.lax.broadcast_to_rank(x > 0.5, logits.ndim)         # x (D,) against (..., D)
+    return -jnp.sum(jnp.logaddexp(0.0, jnp.where(ones, -logits, logits)), axis=-1)
 
 
 def vae_log_weights(key, params: VAEParams, x: jax.Array, num_samples: int,

@@ -1,4 +1,6 @@
+import jax
 import jax.numpy as jnp
+import pytest
 
 from lvm_tutorial.exercises import Feedback, compare
 
@@ -29,3 +31,16 @@ def test_shape_errors_and_exceptions_become_feedback():
 
     result = compare(broken, reference, CASES)
     assert not result.passed and "NotImplementedError" in result.message
+
+
+def test_a_readers_implicit_rank_promotion_is_allowed_whatever_the_config():
+    """The package is held to jax_numpy_rank_promotion="raise"; a reader's code is not:
+    compare runs the reader's function under "allow"."""
+    matrix_cases = [(jnp.arange(6.0).reshape(2, 3),)]
+    centred = lambda x: x - jnp.mean(x, axis=0, keepdims=True)
+    implicit = lambda x: x - jnp.mean(x, axis=0)               # (2, 3) - (3,): rank promotion
+    with jax.numpy_rank_promotion("raise"):
+        assert compare(implicit, centred, matrix_cases).passed
+        # negative control: outside compare the same function raises under that config
+        with pytest.raises(ValueError, match="rank_promotion"):
+            implicit(*matrix_cases[0])

@@ -46,8 +46,8 @@ def test_score_function_gradient_is_unbiased(key, baseline):
 
 def flipped_score_samples(key, f, mean, log_scale, n):
     """Source 002's toy problem: the score written as (mean - z)/sigma^2, the wrong sign."""
-    z = mean + jnp.exp(log_scale) * jax.random.normal(key, (n,) + mean.shape)
-    return jax.vmap(f)(z)[:, None] * (mean - z) / jnp.exp(2 * log_scale)
+    z = mean[None] + jnp.exp(log_scale)[None] * jax.random.normal(key, (n,) + mean.shape)
+    return jax.vmap(f)(z)[:, None] * (mean[None] - z) / jnp.exp(2 * log_scale)[None]
 
 
 def test_a_flipped_score_is_caught(key):
@@ -73,7 +73,7 @@ def test_reparameterisation_has_lower_variance_for_a_quadratic(key):
 def test_leave_one_out_baseline_reduces_variance_without_bias(key):
     n = 200_000
     eps = jax.random.normal(key, (n, 3))
-    f_values = jax.vmap(quadratic)(MEAN + jnp.exp(LOG_SCALE) * eps)
+    f_values = jax.vmap(quadratic)(MEAN[None] + jnp.exp(LOG_SCALE)[None] * eps)
     baseline = G.leave_one_out_baseline(f_values)
     np.testing.assert_allclose(baseline[0], (f_values.sum() - f_values[0]) / (n - 1), rtol=1e-4)
     plain, _ = G.score_function_grad_samples(key, quadratic, MEAN, LOG_SCALE, n)

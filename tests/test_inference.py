@@ -36,7 +36,7 @@ def test_monte_carlo_elbo_is_unbiased_and_a_wrong_variant_is_caught():
     se = jnp.std(log_w) / jnp.sqrt(log_w.shape[0])
     assert abs(elbo(log_w) - exact) < 5 * se  # 5 SE: ~6e-7 false alarms
     # Negative control: forgetting -log q(z) (the entropy term) is caught.
-    z = q.mean + jnp.exp(q.log_scale) * jax.random.normal(z_key, (50_000, 2))
+    z = q.mean[None] + jnp.exp(q.log_scale)[None] * jax.random.normal(z_key, (50_000, 2))
     wrong = jnp.mean(lg.log_joint(MODEL, X[0], z))
     assert abs(wrong - exact) > 5 * se
 

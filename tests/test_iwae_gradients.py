@@ -45,7 +45,7 @@ def dreg_with_linear_weights(key, log_joint_fn, mean, log_scale, num_samples, nu
 
     def one(e):
         def surrogate(m, s):
-            z = m + jnp.exp(s) * e
+            z = m[None] + jnp.exp(s)[None] * e
             log_w = log_joint_fn(z) - diag_normal_log_prob(z, *jax.lax.stop_gradient((m, s)))
             return jnp.sum(jax.lax.stop_gradient(jax.nn.softmax(log_w)) * log_w)
         return jax.grad(surrogate, argnums=(0, 1))(mean, log_scale)
@@ -55,7 +55,7 @@ def dreg_with_linear_weights(key, log_joint_fn, mean, log_scale, num_samples, nu
 def path_of_log_joint_only(key, log_joint_fn, mean, log_scale, num_draws):
     """An 'ELBO gradient' that forgets log q altogether: off by -1 per log-scale entry."""
     eps = jax.random.normal(key, (num_draws, 1) + mean.shape)
-    grad = jax.grad(lambda m, s, e: log_joint_fn(m + jnp.exp(s) * e)[0], argnums=(0, 1))
+    grad = jax.grad(lambda m, s, e: log_joint_fn(m[None] + jnp.exp(s)[None] * e)[0], argnums=(0, 1))
     return jax.vmap(grad, in_axes=(None, None, 0))(mean, log_scale, eps)
 
 
@@ -66,7 +66,7 @@ def test_weighted_average_equals_autodiff_of_iwae_bound(key):
     eps = jax.random.normal(key, (num_draws, num_samples, 2))    # the module's convention
 
     def bound(m, s, e):
-        z = m + jnp.exp(s) * e
+        z = m[None] + jnp.exp(s)[None] * e
         return iwae_bound(LOG_JOINT(z) - diag_normal_log_prob(z, m, s))
 
     autodiff = jax.vmap(jax.grad(bound, argnums=(0, 1)), in_axes=(None, None, 0))(MEAN, LOG_SCALE, eps)
@@ -126,7 +126,7 @@ def test_at_the_exact_posterior_only_the_standard_estimator_has_variance(key, nu
     # of variance 1 / (K sigma^2) and 2 / K.
     for samples, exact in ((d_mean, 1 / (num_samples * scale**2)),
                            (d_log_scale, jnp.full(2, 2.0 / num_samples))):
-        squares = (samples - samples.mean(0)) ** 2
+        squares = (samples - samples.mean(0, keepdims=True)) ** 2
         se = squares.std(0) / math.sqrt(n)
         assert np.all(np.abs(squares.mean(0) - exact) < 5 * se)     # 5 SE: ~6e-7 per entry
         assert np.all(np.abs(squares.mean(0) - 1.25 * exact) > 5 * se)  # power: 25% off is caught

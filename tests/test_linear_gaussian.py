@@ -16,7 +16,7 @@ def test_log_marginal_matches_prior_sampling(key):
     z = jax.random.normal(key, (n, 2))
     w, c, s = MODEL
     lik = stats.multivariate_normal(np.zeros(3), np.exp(2 * float(s)) * np.eye(3))
-    values = np.exp(lik.logpdf(np.asarray(X) - np.asarray(z @ w.T + c)))
+    values = np.exp(lik.logpdf(np.asarray(X) - np.asarray(z @ w.T + c[None, :])))
     se = values.std() / math.sqrt(n)
     assert abs(values.mean() - np.exp(lg.log_marginal(MODEL, X))) < 5 * se  # ~6e-7 false alarms
 
@@ -35,7 +35,7 @@ def test_kl_matches_monte_carlo_and_vanishes_at_the_posterior(key):
     mean, cov = lg.posterior(MODEL, X)
     q_mean, q_log_scale = mean + 0.5, jnp.log(jnp.sqrt(jnp.diag(cov))) - 0.3
     kl = lg.kl_diag_to_full(q_mean, q_log_scale, mean, cov)
-    z = q_mean + jnp.exp(q_log_scale) * jax.random.normal(key, (200_000, 2))
+    z = q_mean[None] + jnp.exp(q_log_scale)[None] * jax.random.normal(key, (200_000, 2))
     log_q = stats.norm.logpdf(np.asarray(z), np.asarray(q_mean), np.exp(np.asarray(q_log_scale))).sum(1)
     log_p = stats.multivariate_normal(np.asarray(mean), np.asarray(cov)).logpdf(np.asarray(z))
     diff = log_q - log_p

@@ -29,7 +29,7 @@ def test_log_weights_are_log_joint_minus_log_q(key):
     x = jnp.array([0.2, -0.4])
     lw = V.vae_log_weights(jax.random.key(1), params, x, 5)
     mean, log_scale = V.encode(params, x)
-    z = mean + jnp.exp(log_scale) * jax.random.normal(jax.random.key(1), (5, 3))
+    z = mean[None] + jnp.exp(log_scale)[None] * jax.random.normal(jax.random.key(1), (5, 3))
     dec_mean, dec_log_scale = gaussian_head(params.decoder, z)
     want = (stats.norm.logpdf(np.asarray(x), np.asarray(dec_mean), np.exp(np.asarray(dec_log_scale))).sum(1)
             + stats.norm.logpdf(np.asarray(z)).sum(1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple, Sequence
 
+import jax
 import numpy as np
 
 __all__ = ["Feedback", "compare", "match_suspect"]
@@ -28,11 +29,14 @@ def compare(candidate: Callable, reference: Callable, cases: Sequence[tuple],
 
     ``diagnose(got, want, args)`` is asked for a targeted hint when they differ; it returns a
     message, or None for the generic one. Exceptions in the reader's code become feedback.
+    The reader's code runs under JAX's default implicit rank promotion (``"allow"``), whatever
+    the caller's setting: the package broadcasts explicitly, a reader need not.
     """
     for args in cases:
         want = np.asarray(reference(*args))
         try:
-            got = np.asarray(candidate(*args))
+            with jax.numpy_rank_promotion("allow"):
+                got = np.asarray(candidate(*args))
         except Exception as err:  # the reader's code: report, never crash the notebook
             return Feedback(False, f"your function raised {type(err).__name__}: {err}")
         if got.shape != want.shape:

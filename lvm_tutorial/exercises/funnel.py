@@ -25,7 +25,7 @@ def _funnel_cases():
     keys = jax.random.split(jax.random.key(70), 2)
     return [
         (jnp.array([[0.5, -1.0], [2.0, 1.5], [-0.1, -3.0]]),),
-        (jax.random.normal(keys[0], (50, 2)) * jnp.array([3.0, 1.35]),),
+        (jax.random.normal(keys[0], (50, 2)) * jnp.array([[3.0, 1.35]]),),
     ]
 
 

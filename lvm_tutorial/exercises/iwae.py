@@ -57,7 +57,7 @@ def _log_weight_setup():
     model = lg.make_linear_gaussian(jax.random.key(11), 3, 2)
     x = jnp.array([0.3, -1.2, 0.8])
     q_mean, q_log_scale = jnp.array([0.2, -0.4]), jnp.array([-0.3, 0.1])
-    z = q_mean + jnp.exp(q_log_scale) * jax.random.normal(jax.random.key(12), (7, 2))
+    z = q_mean[None] + jnp.exp(q_log_scale)[None] * jax.random.normal(jax.random.key(12), (7, 2))
     return model, x, q_mean, q_log_scale, z
 
 
@@ -67,7 +67,7 @@ def check_log_weight(log_weight_fn) -> Feedback:
     of a linear-Gaussian model.
     """
     model, x, q_mean, q_log_scale, z = _log_weight_setup()
-    log_lik = diag_normal_log_prob(x, z @ model.weight.T + model.bias,
+    log_lik = diag_normal_log_prob(x, z @ model.weight.T + model.bias[None],
                                    jnp.broadcast_to(model.log_scale, (z.shape[0], x.shape[0])))
     log_prior = diag_normal_log_prob(z, 0.0, jnp.zeros(2))
     log_q = diag_normal_log_prob(z, q_mean, q_log_scale)
@@ -90,9 +90,10 @@ def check_log_weight(log_weight_fn) -> Feedback:
                 return hint
         return None
 
+    candidate = batched(log_weight_fn)
     try:
-        candidate = batched(log_weight_fn)
-        candidate(z)
+        with jax.numpy_rank_promotion("allow"):              # the reader's code, as in compare
+            candidate(z)
     except Exception as err:  # the reader's code, e.g. Python control flow on a traced z
         return Feedback(False, f"your function does not run under jax.vmap over z: "
                                f"{type(err).__name__}: {err}. Write it for one z with jnp operations.")
