@@ -1,7 +1,8 @@
-"""Data sets of the course: a known Gaussian mixture, a 2-D toy set, and binarised digits."""
+"""Data sets of the course: a known Gaussian mixture, a 2-D toy set, binarised digits and MNIST."""
 from __future__ import annotations
 
-from typing import NamedTuple
+from pathlib import Path
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -9,7 +10,7 @@ import numpy as np
 
 from .distributions import mixture_sample
 
-__all__ = ["Mixture", "TRUE_MIXTURE", "make_moons", "load_digits_binary"]
+__all__ = ["Mixture", "TRUE_MIXTURE", "make_moons", "load_digits_binary", "load_mnist_binary"]
 
 
 class Mixture(NamedTuple):
@@ -54,3 +55,41 @@ def load_digits_binary(test_fraction: float = 0.2, seed: int = 0):
     order = np.random.default_rng(seed).permutation(len(images))
     num_test = int(round(test_fraction * len(images)))
     return jnp.asarray(images[order[num_test:]]), jnp.asarray(images[order[:num_test]])
+
+
+def _fetch_mnist(data_home=None) -> np.ndarray:
+    """MNIST from OpenML (``mnist_784``): 70000 rows of 784 pixels in [0, 255], the 60000
+    training images first. Needs the internet once; scikit-learn keeps its own copy."""
+    from sklearn.datasets import fetch_openml
+
+    return fetch_openml("mnist_784", version=1, as_frame=False, data_home=data_home).data
+
+
+def load_mnist_binary(cache: str | Path | None = None,
+                      fetch: Callable[[], np.ndarray] | None = None, num_test: int = 10_000):
+    """MNIST binarised at half intensity (pixel >= 128), the standard split.
+
+    ``fetch()`` returns the raw pixels ``(N, 784)`` in [0, 255], training images first and the
+    last ``num_test`` rows the test set (OpenML's ``mnist_784`` order: 60000 + 10000); by
+    default :func:`sklearn.datasets.fetch_openml`. With ``cache`` (a ``.npz`` path) the
+    binarised arrays are written there once and read back on later calls, without fetching.
+    Burda et al. (2016) binarise MNIST differently; chapter 8 says how.
+
+    Returns ``(train, test)`` float32 arrays ``(N - num_test, 784)`` and ``(num_test, 784)``
+    with entries in {0, 1}.
+    """
+    path = None if cache is None else Path(cache)
+    if path is not None and path.exists():
+        with np.load(path) as stored:
+            train, test = stored["train"], stored["test"]
+    else:
+        pixels = np.asarray((fetch or _fetch_mnist)())
+        if pixels.ndim != 2 or not 0 < num_test < len(pixels):
+            raise ValueError(f"need (N, D) pixels with N > num_test={num_test}, got "
+                             f"{pixels.shape}")
+        binary = (pixels >= 128).astype(np.uint8)       # on disk a quarter of float32
+        train, test = binary[:-num_test], binary[-num_test:]
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez_compressed(path, train=train, test=test)
+    return jnp.asarray(train, jnp.float32), jnp.asarray(test, jnp.float32)
