@@ -73,7 +73,8 @@ def load_mnist_binary(cache: str | Path | None = None,
     last ``num_test`` rows the test set (OpenML's ``mnist_784`` order: 60000 + 10000); by
     default :func:`sklearn.datasets.fetch_openml`. With ``cache`` (a ``.npz`` path) the
     binarised arrays are written there once and read back on later calls, without fetching.
-    Burda et al. (2016) binarise MNIST differently; chapter 8 says how.
+    A fixed threshold is one of several binarisations in the literature (others sample each
+    pixel as a Bernoulli draw of its intensity), so published numbers compare only loosely.
 
     Returns ``(train, test)`` float32 arrays ``(N - num_test, 784)`` and ``(num_test, 784)``
     with entries in {0, 1}.
