@@ -97,7 +97,7 @@ execute: $(STAMP)
 	JAX_DEFAULT_MATMUL_PRECISION=highest $(BIN)/python tools/execute_notebooks.py $(NOTEBOOKS)
 
 bench: $(STAMP)
-	$(BIN)/python -m lvm_tutorial.bench
+	$(BIN)/python bench/sumo_training.py --json bench/bench_cpu.json
 
 clean:
 	rm -rf _build

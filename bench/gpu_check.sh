@@ -9,4 +9,4 @@ python -c "import jax; print('jax', jax.__version__, jax.devices())" || exit 1
 echo "== unit tests"
 python -m pytest tests -q -p no:cacheprovider 2>&1 | tail -25 | tee "$OUT/pytest_gpu.txt"
 echo "== benchmark"
-python -m lvm_tutorial.bench --json "$OUT/bench_gpu.json" 2>&1 | tee "$OUT/bench_gpu.txt"
+python bench/sumo_training.py --json "$OUT/bench_gpu.json" 2>&1 | tee "$OUT/bench_gpu.txt"

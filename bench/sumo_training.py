@@ -1,21 +1,28 @@
-r"""Benchmark: exact SUMO training against the sources' shortcuts (``python -m lvm_tutorial.bench``).
+r"""Benchmark: exact SUMO training against IWAE at equal cost and the sources' shortcuts.
+
+Run from the repository root: ``python bench/sumo_training.py`` (``make bench``).
 
 Every method trains the funnel sampler of chapter 7 at the sources' configuration (encoder and
 decoder with one hidden layer of 128 tanh units, latent dimension 8, batch 32, $m = 4$, Adam,
 one decoder and one encoder step per iteration, both from one backward pass) for ``N``
 iterations, and differs only in how it handles the random number of terms $K$:
 
-- ``exact``: :func:`lvm_tutorial.funnel.fit_sumo`, a fresh $K$ per example every step, no cap;
+- ``exact``: :func:`lvm_tutorial.sumo_training.fit_sumo`, a fresh $K$ per example every step,
+  no cap;
+- ``iwae_equal_cost``: the same trainer with $\mathrm{IWAE}_n$, $n = m + \mathbb E[K]$ rounded
+  (9 samples): the same expected number of samples per example, through the same machinery,
+  so that the ratio of the two times per step is the price of SUMO's random $K$;
 - ``static_k``: the sources' recipe done correctly: $K$ drawn every step, one per batch, and
   passed to the jitted step as a static argument, so every new $K$ compiles a new program;
 - ``fixed_cap``: $m + 124$ samples per example and $K$ clipped to 124 (truncated, so biased);
 - ``exact_shared_k``: the package's :func:`~lvm_tutorial.estimators.sumo` with one $K$ per batch
   (as the sources), its buffer chosen from a ladder by ``lax.switch``, trained with ``fit``.
 
-For each: wall time of the whole run from a cold start (compilation included), steady-state
-steps per second (the same run again, everything compiled), the number of compilations
-(counted), and the bias of its estimator of $\log p(x)$ on a linear-Gaussian model with a poor
-proposal, where $\log p(x)$ is exact.
+For each: wall time of the whole run from a cold start (compilation included; this script
+clears JAX's caches first, so run it as its own process), steady-state steps per second (the
+same run again, everything compiled), the number of compilations (counted), and the bias of
+its estimator of $\log p(x)$ on a linear-Gaussian model with a poor proposal, where
+$\log p(x)$ is exact.
 """
 from __future__ import annotations
 
@@ -31,23 +38,32 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from . import funnel as F
-from . import linear_gaussian as lg
-from .compilation import count_compilations
-from .estimators import sample_num_terms, sumo, sumo_from_log_weights
-from .targets import funnel_log_prob
-from .training import TrainState, fit, init_state, train_step
-from .vae import vae_log_weights
+from lvm_tutorial import funnel as F
+from lvm_tutorial import linear_gaussian as lg
+from lvm_tutorial.compilation import count_compilations
+from lvm_tutorial.estimators import (IWAE, SUMO, expected_num_terms, iwae_bound, sample_num_terms,
+                                     sumo, sumo_from_log_weights)
+from lvm_tutorial.packed import pack_microbatches, packed_estimates
+from lvm_tutorial.report import format_estimate
+from lvm_tutorial.sumo_training import fit_sumo
+from lvm_tutorial.targets import funnel_log_prob
+from lvm_tutorial.training import TrainState, fit, init_state, train_step
+from lvm_tutorial.vae import VAEParams, vae_log_weights
 
-__all__ = ["METHODS", "CAP", "run_method", "estimator_bias", "main"]
-
-METHODS = ("exact", "static_k", "fixed_cap", "exact_shared_k")
+METHODS = ("exact", "iwae_equal_cost", "static_k", "fixed_cap", "exact_shared_k")
 BATCH, MIN_TERMS, LATENT, HIDDEN = 32, 4, 8, 128
 CAP = 124                      # fixed_cap: m + 124 = 128 samples per example
 LEARNING_RATE = 2e-4
+EQUAL_COST = round(MIN_TERMS + expected_num_terms())      # 9 samples: IWAE at SUMO's expected cost
 
 
 # --- the padded objective shared by the baselines ----------------------------------------
+
+def _split_routes(params: VAEParams) -> tuple[VAEParams, VAEParams]:
+    """``(decoder route, encoder route)``: the same values, gradients reaching only one network."""
+    sg = jax.lax.stop_gradient
+    return VAEParams(sg(params.encoder), params.decoder), VAEParams(params.encoder, sg(params.decoder))
+
 
 def _padded_objective(params, key, num_terms, size: int):
     """Both objectives with ``size`` samples per example and SUMO on the first ``m + K``.
@@ -57,7 +73,7 @@ def _padded_objective(params, key, num_terms, size: int):
     """
     x_key, w_key = jax.random.split(key)
     x = F.sample_x(x_key, params, BATCH)
-    dec_route, enc_route = F._split_routes(params)
+    dec_route, enc_route = _split_routes(params)
     keys = jax.random.split(w_key, BATCH)
     weights = jax.vmap(vae_log_weights, (0, None, 0, None))
     s_dec = sumo_from_log_weights(weights(keys, dec_route, x, size), num_terms, MIN_TERMS)
@@ -87,7 +103,7 @@ def shared_k_loss(params, key, batch=None):
     """``exact_shared_k``: :func:`~lvm_tutorial.estimators.sumo` with one $K$ for the batch."""
     x_key, w_key = jax.random.split(key)
     x = F.sample_x(x_key, params, BATCH)
-    dec_route, enc_route = F._split_routes(params)
+    dec_route, enc_route = _split_routes(params)
 
     def log_weight_fn(route, points):
         def fn(k, num):
@@ -109,8 +125,10 @@ _init = jax.jit(init_state, static_argnames=("optimizer",))
 def _train(method: str, key, params, optimizer, num_steps: int, plan=None):
     """One run of ``num_steps`` iterations; returns ``(final state, plan)`` (``plan`` lets a
     rerun reuse static_k's sequence of K, so that the rerun compiles nothing)."""
-    if method == "exact":
-        state, _ = F.fit_sumo(key, params, optimizer, num_steps, batch_size=BATCH, min_terms=MIN_TERMS)
+    if method in ("exact", "iwae_equal_cost"):
+        estimator = SUMO(MIN_TERMS) if method == "exact" else IWAE(EQUAL_COST)
+        state, _ = fit_sumo(key, F.SAMPLER, params, optimizer, num_steps, objective=F.MATCHING,
+                            estimator=estimator, batch_size=BATCH)
     elif method == "static_k":
         k_key, step_key = jax.random.split(key)
         if plan is None:
@@ -128,8 +146,9 @@ def _train(method: str, key, params, optimizer, num_steps: int, plan=None):
     return state, plan
 
 
-def run_method(method: str, num_steps: int, seed: int = 0) -> dict:
-    """Train with ``method`` from a cold start, then again warm; time both and count compilations."""
+def run_method(method: str, num_steps: int, seed: int = 0, repeats: int = 3) -> dict:
+    """Train with ``method`` from a cold start, then ``repeats`` times warm; time the cold run and
+    the median warm run, and count the cold run's compilations."""
     params = F.sampler_init(jax.random.key(seed), latent_dim=LATENT, hidden=HIDDEN)
     jax.block_until_ready(params)
     optimizer = optax.adam(LEARNING_RATE)
@@ -139,9 +158,12 @@ def run_method(method: str, num_steps: int, seed: int = 0) -> dict:
         start = time.perf_counter()
         _, plan = _train(method, key, params, optimizer, num_steps)
         wall = time.perf_counter() - start
-    start = time.perf_counter()
-    _train(method, key, params, optimizer, num_steps, plan)        # same shapes: all compiled
-    warm = time.perf_counter() - start
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        _train(method, key, params, optimizer, num_steps, plan)    # same shapes: all compiled
+        times.append(time.perf_counter() - start)
+    warm = float(np.median(times))
     return {"wall_s": wall, "steps_per_s": num_steps / warm, "compiles": log.count,
             "compile_s": log.seconds, "iterations": num_steps}
 
@@ -206,16 +228,17 @@ def _shared_k_chunk(key):
 @jax.jit
 def _flat_chunk(key, segment_ids, positions):
     log_w = _weights(key, segment_ids.shape)
-    return jax.vmap(partial(F.sumo_flat, num_segments=BATCH, min_terms=MIN_TERMS))(log_w, segment_ids, positions)
+    kernel = partial(packed_estimates, num_segments=BATCH, estimator=SUMO(MIN_TERMS))
+    return jax.vmap(kernel)(log_w, segment_ids, positions)
 
 
 def _exact_draws(key, num: int) -> np.ndarray:
-    """exact: :func:`~lvm_tutorial.funnel.sumo_flat`, the trainer's kernel, on packed buffers."""
+    """exact: :func:`~lvm_tutorial.packed.packed_estimates`, the trainer's kernel, on packed buffers."""
     k_key, w_key = jax.random.split(key)
     num_terms = np.asarray(_draw_k(k_key, num)).reshape(-1, BATCH)
     longest = MIN_TERMS + int(num_terms.max())
     size = 256 if longest <= 256 else 128 * -(-longest // 128)
-    plan = F.pack_microbatches(num_terms, MIN_TERMS, size)
+    plan = pack_microbatches(MIN_TERMS + num_terms, size)
     rows = CHUNK // BATCH
     count = -(-len(plan.step) // rows) * rows
     pad = count - len(plan.step)
@@ -226,6 +249,12 @@ def _exact_draws(key, num: int) -> np.ndarray:
     return np.concatenate(values)[:len(plan.step)][plan.example_weight > 0]
 
 
+@jax.jit
+def _iwae_chunk(key):
+    """iwae_equal_cost: IWAE with m + E[K] samples, rounded."""
+    return iwae_bound(_weights(key, (CHUNK, EQUAL_COST)))
+
+
 def estimator_bias(num_draws: int = 1 << 19, seed: int = 0, methods=METHODS) -> dict:
     """Mean and standard error of (estimate - log p(x)) over about ``num_draws`` draws, per method.
 
@@ -234,8 +263,9 @@ def estimator_bias(num_draws: int = 1 << 19, seed: int = 0, methods=METHODS) -> 
     """
     chunks = max(1, num_draws // CHUNK)
     log_px = float(bias_problem()[2])
-    keys = jax.random.split(jax.random.key(seed + 100), 4)
+    keys = jax.random.split(jax.random.key(seed + 100), 5)
     makers = {
+        "iwae_equal_cost": lambda: np.concatenate([np.asarray(_iwae_chunk(k)) for k in jax.random.split(keys[4], chunks)]),
         "exact": lambda: _exact_draws(keys[0], chunks * CHUNK),
         "static_k": lambda: _static_draws(keys[1], chunks * CHUNK),
         "fixed_cap": lambda: np.concatenate([np.asarray(_capped_chunk(k)) for k in jax.random.split(keys[2], chunks)]),
@@ -257,6 +287,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--bias-draws", type=int, default=1 << 19, help="draws behind each bias estimate")
     parser.add_argument("--json", type=str, default=None, help="write the results to this file")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=3, help="warm runs per method (median)")
     args = parser.parse_args(argv)
     if args.iterations < 1:
         parser.error("--iterations must be at least 1")
@@ -265,16 +296,22 @@ def main(argv=None) -> dict:
     bias = estimator_bias(args.bias_draws, args.seed, args.methods)
     results = {}
     for method in args.methods:
-        results[method] = {**run_method(method, args.iterations, args.seed), **bias[method]}
+        results[method] = {**run_method(method, args.iterations, args.seed, args.repeats), **bias[method]}
         r = results[method]
         print(f"{method:15s} wall {r['wall_s']:8.2f} s  {r['steps_per_s']:8.1f} steps/s  "
               f"{r['compiles']:4d} compiles ({r['compile_s']:.1f} s)  "
-              f"bias {r['bias_nats']:+.3f} ± {r['bias_se']:.3f} nats", flush=True)
+              f"bias {format_estimate(r['bias_nats'], r['bias_se'], sign=True)} nats", flush=True)
+    if "exact" in results and "iwae_equal_cost" in results:
+        ratio = results["iwae_equal_cost"]["steps_per_s"] / results["exact"]["steps_per_s"]
+        results["sumo_over_iwae_time_per_step"] = ratio
+        print(f"SUMO's time per step / IWAE_{EQUAL_COST}'s (equal expected samples, same trainer): "
+              f"{ratio:.2f}", flush=True)
     if "exact" in results:
-        for other in results:
+        for other in args.methods:
             if other != "exact":
-                print(f"exact vs {other}: {results[other]['wall_s'] / results['exact']['wall_s']:.1f}x less wall "
-                      f"time, {results['exact']['steps_per_s'] / results[other]['steps_per_s']:.2f}x the steps/s")
+                wall = results[other]["wall_s"] / results["exact"]["wall_s"]
+                speed = results["exact"]["steps_per_s"] / results[other]["steps_per_s"]
+                print(f"{other}: {wall:.2f}x exact's wall time; exact runs {speed:.2f}x its steps/s")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

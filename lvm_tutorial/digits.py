@@ -14,7 +14,7 @@ in chunks so that memory does not grow with $K_{\mathrm{eval}}$.
 """
 from __future__ import annotations
 
-from functools import lru_cache, partial
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -41,20 +41,9 @@ class DigitsConfig(NamedTuple):
     learning_rate: float = 3e-3
 
 
-class _NegativeIWAE(NamedTuple):
-    """``loss_fn(params, key, batch)`` for :func:`fit`: hashable by value, so training the same
-    ``K`` again reuses the compiled loop (a ``functools.partial`` would compile anew each time)."""
-    num_samples: int
-
-    def __call__(self, params, key, batch):
-        return iwae_loss(params, key, batch, self.num_samples, LIKELIHOOD)
-
-
-@lru_cache(maxsize=None)
-def _adam(learning_rate: float, num_steps: int) -> optax.GradientTransformation:
-    """Adam with its rate decayed to zero at ``num_steps``; one object per setting, so that
-    fit's static argument repeats and an equal setting does not recompile."""
-    return optax.adam(optax.cosine_decay_schedule(learning_rate, num_steps))
+def _optimizer(config: DigitsConfig, num_steps: int) -> optax.GradientTransformation:
+    """Adam, its rate decayed from ``config.learning_rate`` to zero at ``num_steps`` (a cosine)."""
+    return optax.adam(optax.cosine_decay_schedule(float(config.learning_rate), int(num_steps)))
 
 
 def train_digits(key: jax.Array, train_data: jax.Array, num_samples: int, num_steps: int,
@@ -78,9 +67,10 @@ def train_digits(key: jax.Array, train_data: jax.Array, num_samples: int, num_st
     init_key, fit_key = jax.random.split(key)
     params = vae_init(init_key, train_data.shape[1], config.latent_dim, tuple(config.hidden),
                       LIKELIHOOD)
-    state, info = fit(fit_key, _NegativeIWAE(int(num_samples)), params,
-                      _adam(float(config.learning_rate), int(num_steps)), num_steps,
-                      train_data, min(config.batch_size, train_data.shape[0]))
+    loss_fn = partial(iwae_loss, num_samples=int(num_samples), likelihood=LIKELIHOOD)
+    # fit compares the loss and the optimiser by value: an equal setting reuses its program
+    state, info = fit(fit_key, loss_fn, params, _optimizer(config, num_steps), num_steps, train_data,
+                      min(config.batch_size, train_data.shape[0]))
     return state.params, info
 
 

@@ -15,6 +15,7 @@ $P(K \ge m + j)$ instead; that version is biased (measured in chapter 6).
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -22,9 +23,13 @@ import numpy as np
 from jax.scipy.special import logsumexp
 
 __all__ = [
+    "Tail",
+    "IWAE",
+    "SUMO",
     "elbo",
     "iwae_bound",
     "iwae_bounds",
+    "segment_cumlogsumexp",
     "effective_sample_size",
     "log_tail_survival",
     "tail_survival",
@@ -41,6 +46,31 @@ __all__ = [
 UNIFORM_BITS = 128
 
 
+class Tail(NamedTuple):
+    r"""SUMO's tail $P(K \ge k)$: $1/k$ for $k < \alpha$, then $\frac1\alpha (1-b)^{k-\alpha}$.
+
+    The default is Luo et al. (2020)'s appendix. A value, so it travels through ``jit`` as a
+    static argument and two equal tails are one compiled program.
+    """
+    alpha: float = 80
+    b: float = 0.1
+
+
+class IWAE(NamedTuple):
+    r"""The estimator $\mathrm{IWAE}_K$ with $K$ = ``num_samples`` (a value, like :class:`Tail`)."""
+    num_samples: int = 2
+
+
+class SUMO(NamedTuple):
+    """The estimator SUMO with $m$ = ``min_terms`` and the random $K$ drawn from ``tail``."""
+    min_terms: int = 4
+    tail: Tail = Tail()
+
+    def expected_samples(self) -> float:
+        r"""$m + \mathbb E[K]$, the expected number of importance samples per estimate."""
+        return self.min_terms + expected_num_terms(self.tail)
+
+
 def elbo(log_weights: jax.Array) -> jax.Array:
     r"""Monte Carlo ELBO $\frac1K \sum_k \log w_k$ over the last axis (shape ``(..., K)`` to ``(...)``)."""
     return jnp.mean(log_weights, axis=-1)
@@ -55,51 +85,59 @@ def iwae_bound(log_weights: jax.Array) -> jax.Array:
     return logsumexp(log_weights, axis=-1) - jnp.log(jnp.asarray(num, log_weights.dtype))
 
 
-@jax.custom_vjp
-def _cumlogsumexp(x: jax.Array) -> jax.Array:
-    r"""``jax.lax.cumlogsumexp`` over the last axis, with a cheaper-to-compile gradient.
+def segment_cumlogsumexp(x: jax.Array, segment_ids: jax.Array, block: int = 8) -> jax.Array:
+    r"""Prefix log-sum-exp within segments: $y_t = \log \sum_{s \le t,\ \mathrm{seg}_s = \mathrm{seg}_t} e^{x_s}$.
 
-    XLA's derivative of the forward ``reduce_window`` took 11 s to compile for a buffer of 891
-    on this 2-core CPU, against 1 s for the forward alone; the backward pass below is two more
-    forward cumulative log-sum-exps. With $y = \operatorname{cumlogsumexp}(x)$ and cotangent
-    $c = c^+ - c^-$, $\partial y_k / \partial x_i = e^{x_i - y_k}$ for $i \le k$, so
-    $g_i = e^{x_i + A^+_i} - e^{x_i + A^-_i}$ with
-    $A^\pm_i = \log \sum_{k \ge i} c^\pm_k e^{-y_k}$ (a reverse cumlogsumexp); since
-    $y_k \ge x_i$ nothing overflows.
+    ``x`` and ``segment_ids`` are ``(L,)``; each segment is one contiguous run of equal ids.
+    Exact for any spread of ``x``: the slots are cut into blocks of ``block``; inside a block
+    every prefix is shifted by its own running maximum (so every sum is at least 1), and a
+    segment that began in an earlier block adds the log-sum of the earlier blocks' tails, shifted
+    the same way. Work is ``L * block + (L / block)**2`` elementwise operations, all
+    differentiable in forward and reverse mode with plain JAX (no custom rule), and quick to
+    compile: ``jax.lax.cumlogsumexp``'s own derivative is an associative scan that compiles
+    several times slower at the lengths SUMO needs (``bench/RESULTS.md``).
     """
-    return jax.lax.cumlogsumexp(x, axis=x.ndim - 1)
+    size = x.shape[0]
+    pad = -size % block
+    lw = jnp.pad(x, (0, pad)).reshape(-1, block)
+    seg = jnp.pad(segment_ids, (0, pad), constant_values=-1).reshape(-1, block)
+    i = jnp.arange(block)
+    same = (seg[:, :, None] == seg[:, None, :]) & (i[None, None, :] <= i[None, :, None])  # [blk, t, s]
+    local = _masked_logsumexp(lw[:, None, :], same)
+    tail, last, first = local[:, -1], seg[:, -1], seg[:, 0]
+    k = jnp.arange(lw.shape[0])
+    feeds = (last[None, :] == first[:, None]) & (k[None, :] < k[:, None])  # block k' feeds block k
+    carry = _masked_logsumexp(tail[None, :], feeds)                      # -inf: nothing feeds
+    continues = (seg == first[:, None]) & jnp.isfinite(carry)[:, None]
+    # both branches stay finite, so that no derivative of any order meets inf * 0
+    carry = jnp.where(jnp.isfinite(carry), carry, 0.0)
+    out = jnp.where(continues, jnp.logaddexp(local, carry[:, None]), local)
+    return out.reshape(-1)[:size]
 
 
-def _cumlogsumexp_fwd(x):
-    y = _cumlogsumexp(x)
-    return y, (x, y)
-
-
-def _cumlogsumexp_bwd(residuals, cotangent):
-    x, y = residuals
-    axis = x.ndim - 1
-    with jax.numpy_dtype_promotion("standard"):
-        log_pos = jnp.log(jnp.maximum(cotangent, 0.0)) - y
-        log_neg = jnp.log(jnp.maximum(-cotangent, 0.0)) - y
-    a_pos = jax.lax.cumlogsumexp(log_pos, axis=axis, reverse=True)
-    a_neg = jax.lax.cumlogsumexp(log_neg, axis=axis, reverse=True)
-    return (jnp.exp(x + a_pos) - jnp.exp(x + a_neg),)
-
-
-_cumlogsumexp.defvjp(_cumlogsumexp_fwd, _cumlogsumexp_bwd)
+def _masked_logsumexp(values: jax.Array, mask: jax.Array) -> jax.Array:
+    """``log sum exp`` over the last axis of the entries where ``mask`` holds; ``-inf`` where none
+    does, with zero (not NaN) gradients for the masked entries and for empty rows."""
+    empty = ~jnp.any(mask, axis=-1)
+    top = jax.lax.stop_gradient(jnp.max(jnp.where(mask, values, -jnp.inf), axis=-1, keepdims=True))
+    top = jnp.where(empty[..., None], 0.0, top)
+    total = jnp.sum(jnp.where(mask, jnp.exp(jnp.where(mask, values - top, 0.0)), 0.0), axis=-1)
+    return jnp.where(empty, -jnp.inf, top[..., 0] + jnp.log(jnp.where(empty, 1.0, total)))
 
 
 def iwae_bounds(log_weights: jax.Array) -> jax.Array:
     r"""All prefix bounds at once: entry $k-1$ is $\mathrm{IWAE}_k$ of the first $k$ weights.
 
-    $$\mathrm{IWAE}_k = \operatorname{cumlogsumexp}(\log w)_k - \log k .$$
+    $$\mathrm{IWAE}_k = \log \sum_{i \le k} w_i - \log k,$$
 
-    Shape ``(..., K)`` to ``(..., K)``; uses ``jax.lax.cumlogsumexp`` (with a hand-written
-    gradient that compiles ten times faster; reverse mode only).
+    the prefix log-sums by :func:`segment_cumlogsumexp` (one segment per row). Shape
+    ``(..., K)`` to ``(..., K)``; differentiable in both modes (``jax.hessian`` works).
     """
     num = log_weights.shape[-1]
-    counts = jnp.arange(1, num + 1, dtype=log_weights.dtype)
-    return _cumlogsumexp(log_weights) - jnp.log(counts)
+    rows = log_weights.reshape(-1, num)
+    prefix = jax.vmap(segment_cumlogsumexp, (0, None))(rows, jnp.zeros(num, jnp.int32))
+    log_counts = jnp.log(jnp.arange(1, num + 1, dtype=log_weights.dtype))
+    return prefix.reshape(log_weights.shape) - log_counts.reshape((1,) * (log_weights.ndim - 1) + (num,))
 
 
 def effective_sample_size(log_weights: jax.Array) -> jax.Array:
@@ -110,36 +148,39 @@ def effective_sample_size(log_weights: jax.Array) -> jax.Array:
     return jnp.exp(2 * logsumexp(log_weights, axis=-1) - logsumexp(2 * log_weights, axis=-1))
 
 
-def log_tail_survival(k: jax.Array, alpha: float = 80, b: float = 0.1) -> jax.Array:
+def log_tail_survival(k: jax.Array, tail: Tail = Tail()) -> jax.Array:
     r"""$\log P(K \ge k)$ of SUMO's tail: $-\log k$ for $k < \alpha$, then
     $-\log\alpha + (k - \alpha)\log(1 - b)$. Zero for $k \le 1$ (always $K \ge 1$).
 
     Computed in log space so that its negative exponent, the weight $1/P(K\ge k)$, is exact
     until it leaves the float range.
     """
+    alpha, b = tail
     k = jnp.asarray(k)
     kf = jnp.maximum(k, 1).astype(jnp.result_type(k, float))
     head = -jnp.log(kf)
-    tail = -math.log(alpha) + (kf - alpha) * math.log1p(-b)
-    return jnp.where(kf < alpha, head, tail)
+    geometric = -math.log(alpha) + (kf - alpha) * math.log1p(-b)
+    return jnp.where(kf < alpha, head, geometric)
 
 
-def tail_survival(k: jax.Array, alpha: float = 80, b: float = 0.1) -> jax.Array:
+def tail_survival(k: jax.Array, tail: Tail = Tail()) -> jax.Array:
     r"""$P(K \ge k)$ for $K \in \{1, 2, \dots\}$: $1/k$ for $k < \alpha$, else $\frac1\alpha (1-b)^{k-\alpha}$.
 
     The tail of Luo et al. (2020), appendix; ``k`` is an integer array of any shape.
     """
-    return jnp.exp(log_tail_survival(k, alpha, b))
+    return jnp.exp(log_tail_survival(k, tail))
 
 
-def expected_num_terms(alpha: float = 80, b: float = 0.1) -> float:
+def expected_num_terms(tail: Tail = Tail()) -> float:
     r"""$\mathbb E[K] = \sum_{k\ge1} P(K \ge k) = H_{\alpha-1} + \frac{1}{\alpha b}$ (closed form)."""
+    alpha, b = tail
     harmonic = sum(1.0 / k for k in range(1, int(alpha)))
     return harmonic + 1.0 / (alpha * b)
 
 
-def max_num_terms(alpha: float = 80, b: float = 0.1) -> int:
+def max_num_terms(tail: Tail = Tail()) -> int:
     """The largest K that :func:`sample_num_terms` can return (set by its 128 random bits)."""
+    alpha, b = tail
     log_u_min = -(UNIFORM_BITS + 1) * math.log(2.0)
     return int(alpha + math.floor((log_u_min + math.log(alpha)) / math.log1p(-b)))
 
@@ -166,8 +207,7 @@ def _log_uniform(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     return log_u.reshape(shape)
 
 
-def sample_num_terms(key: jax.Array, shape: tuple[int, ...] = (), alpha: float = 80,
-                     b: float = 0.1) -> jax.Array:
+def sample_num_terms(key: jax.Array, shape: tuple[int, ...] = (), tail: Tail = Tail()) -> jax.Array:
     r"""Draw $K \in \{1, 2, \dots\}$ with $P(K \ge k)$ given by :func:`tail_survival`.
 
     Exact inverse CDF, $K = \max\{k : P(K \ge k) \ge U\}$:
@@ -177,12 +217,13 @@ def sample_num_terms(key: jax.Array, shape: tuple[int, ...] = (), alpha: float =
 
     Returns an int32 array of ``shape``; never larger than :func:`max_num_terms`.
     """
+    alpha, b = tail
     shape = tuple(shape)
     log_u = _log_uniform(key, shape)
     head = jnp.floor(jnp.exp(-log_u))
-    tail = alpha + jnp.floor((log_u + math.log(alpha)) / math.log1p(-b))
+    geometric = alpha + jnp.floor((log_u + math.log(alpha)) / math.log1p(-b))
     in_head = -log_u < math.log(alpha)
-    return jnp.where(in_head, jnp.minimum(head, alpha - 1), tail).astype(jnp.int32)
+    return jnp.where(in_head, jnp.minimum(head, alpha - 1), geometric).astype(jnp.int32)
 
 
 def _is_concrete(x) -> bool:
@@ -194,7 +235,7 @@ def _is_concrete(x) -> bool:
 
 
 def sumo_from_log_weights(log_weights: jax.Array, num_terms: jax.Array, min_terms: int, *,
-                          alpha: float = 80, b: float = 0.1) -> jax.Array:
+                          tail: Tail = Tail()) -> jax.Array:
     r"""SUMO estimate of $\log p(x)$ from a buffer of log-weights.
 
     $$\mathrm{SUMO} = \mathrm{IWAE}_m + \sum_{j=1}^{K}
@@ -211,7 +252,7 @@ def sumo_from_log_weights(log_weights: jax.Array, num_terms: jax.Array, min_term
         ``min_terms + K`` must be finite or ``-inf``.
       num_terms: integer ``K >= 1`` of shape ``(...)`` (broadcast against the batch shape).
       min_terms: the static minimum number of terms ``m >= 1``.
-      alpha, b: the tail of :func:`tail_survival` that ``num_terms`` was drawn from.
+      tail: the :class:`Tail` that ``num_terms`` was drawn from.
 
     Returns:
       ``(...)``.
@@ -232,19 +273,20 @@ def sumo_from_log_weights(log_weights: jax.Array, num_terms: jax.Array, min_term
                              f"{min_terms + int(k.max())}")
     bounds = iwae_bounds(log_weights)
     deltas = bounds[..., min_terms:] - bounds[..., min_terms - 1:-1]        # entry j-1 is Delta_j
-    j = jnp.arange(1, length - min_terms + 1)
-    keep = j <= jnp.asarray(num_terms)[..., None]
+    k = jnp.asarray(num_terms)[..., None]
+    j = jnp.arange(1, length - min_terms + 1).reshape((1,) * (k.ndim - 1) + (-1,))
+    keep = jnp.broadcast_to(j <= k, deltas.shape)
     safe_j = jnp.where(keep, j, 1)               # a masked j never reaches the overflowing weight
-    weights = jnp.exp(-log_tail_survival(safe_j, alpha, b)).astype(log_weights.dtype)
+    weights = jnp.exp(-log_tail_survival(safe_j, tail)).astype(log_weights.dtype)
     corrections = jnp.where(keep, deltas * weights, 0.0)
     return bounds[..., min_terms - 1] + jnp.sum(corrections, axis=-1)
 
 
-def buffer_sizes(min_terms: int, alpha: float = 80, b: float = 0.1, smallest: int = 16,
+def buffer_sizes(min_terms: int, tail: Tail = Tail(), smallest: int = 16,
                  growth: int = 4) -> tuple[int, ...]:
     """A geometric ladder of buffer lengths ``m + K_cap``, ending at ``m + max_num_terms``,
     so that every K the sampler can draw fits in one of them."""
-    top = max_num_terms(alpha, b)
+    top = max_num_terms(tail)
     caps, cap = [], smallest
     while cap < top:
         caps.append(cap)
@@ -254,7 +296,7 @@ def buffer_sizes(min_terms: int, alpha: float = 80, b: float = 0.1, smallest: in
 
 
 def sumo(key: jax.Array, log_weight_fn, min_terms: int, *, batch_shape: tuple[int, ...] = (),
-         alpha: float = 80, b: float = 0.1) -> tuple[jax.Array, jax.Array]:
+         tail: Tail = Tail()) -> tuple[jax.Array, jax.Array]:
     r"""Draw $K$ and enough log-weights, and return ``(SUMO, K)``; no buffer ever cuts $K$ short.
 
     The only limit is the sampler's own: it resolves uniforms down to $2^{-129}$, so it never
@@ -272,8 +314,8 @@ def sumo(key: jax.Array, log_weight_fn, min_terms: int, *, batch_shape: tuple[in
     if min_terms < 1:
         raise ValueError(f"min_terms must be at least 1, got {min_terms}")
     k_key, w_key = jax.random.split(key)
-    num_terms = sample_num_terms(k_key, tuple(batch_shape), alpha, b)
-    sizes = buffer_sizes(min_terms, alpha, b)
+    num_terms = sample_num_terms(k_key, tuple(batch_shape), tail)
+    sizes = buffer_sizes(min_terms, tail)
     needed = min_terms + jnp.max(num_terms)
     index = jnp.sum(jnp.asarray(sizes) < needed)
 
@@ -281,7 +323,7 @@ def sumo(key: jax.Array, log_weight_fn, min_terms: int, *, batch_shape: tuple[in
     # not taken (smaller buffers) must not check a concrete K against their length.
     def branch(size):
         return lambda k: sumo_from_log_weights(log_weight_fn(w_key, size), k, min_terms,
-                                               alpha=alpha, b=b)
+                                               tail=tail)
 
     value = jax.lax.switch(index, [branch(s) for s in sizes], num_terms)
     return value, num_terms

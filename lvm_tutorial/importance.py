@@ -54,20 +54,8 @@ def mixture_prior_log_weights(key: jax.Array, x: jax.Array, logits: jax.Array, m
                          f"means {means.shape}, log_scales {log_scales.shape}")
     if logits.shape != means.shape[:1]:
         raise ValueError(f"logits must be (C,) = {means.shape[:1]}, got {logits.shape}")
-    z = _sample_categorical(key, logits, int(num_samples))
+    z = jax.random.categorical(key, logits, shape=(int(num_samples),))
     return diag_normal_log_prob(x, means[z], log_scales[z])
-
-
-def _sample_categorical(key: jax.Array, logits: jax.Array, num_samples: int) -> jax.Array:
-    r"""``num_samples`` draws of $z \sim \operatorname{Cat}(\operatorname{softmax}(\text{logits}))$ by inverse CDF.
-
-    Costs $O(K \log C)$ instead of the Gumbel-max trick's $O(K C)$ random numbers. The uniforms
-    are scaled by the CDF's last entry and the index is capped at the first place the CDF reaches
-    it, so rounding never selects a component of probability zero (logit $-\infty$).
-    """
-    cdf = jnp.cumsum(jax.nn.softmax(logits))
-    u = jax.random.uniform(key, (num_samples,), cdf.dtype) * cdf[-1]
-    return jnp.minimum(jnp.searchsorted(cdf, u, side="right"), jnp.argmax(cdf))
 
 
 def carrying_fraction(log_weights: jax.Array, mass: float = 0.99) -> jax.Array:

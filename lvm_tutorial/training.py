@@ -1,19 +1,26 @@
-r"""The one training loop of the book: ``step(key, state, batch) -> (state, info)`` under ``lax.scan``.
+r"""The book's one training loop: a ``lax.scan`` of gradient steps, optionally over micro-batches.
 
-A loss is ``loss_fn(params, key, batch) -> scalar`` (pure; data arrives as ``batch``, never
-from a closure, so a new data set does not recompile). Keys are split up front, one per step,
-as in blackjax's run loops. Every chapter trains through :func:`fit`.
+Every trainer is a use of :func:`run_steps`: :func:`fit` (a loss ``loss_fn(params, key, batch)``,
+one optimiser step per scanned item, as blackjax's run loops do) and the exact SUMO trainer of
+:mod:`lvm_tutorial.sumo_training` (a step split into micro-batches whose gradients add up before
+the optimiser step). A :class:`TrainState` is always ``(params, optimizer.init(params))``.
+
+The loss and the optimiser are static arguments of the compiled loop, compared **by value**
+(:func:`static_value`): a new ``functools.partial(loss, num_samples=2)`` or a new
+``optax.adam(0.1)`` equal to one already used reuses its program instead of compiling again.
 """
 from __future__ import annotations
 
-from functools import partial
+import functools
+import types
 from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-__all__ = ["TrainState", "StepInfo", "init_state", "train_step", "run_steps", "fit"]
+__all__ = ["TrainState", "StepInfo", "init_state", "train_step", "static_value", "run_steps", "fit"]
 
 
 class TrainState(NamedTuple):
@@ -27,33 +34,160 @@ class StepInfo(NamedTuple):
 
 
 def init_state(params, optimizer: optax.GradientTransformation) -> TrainState:
-    return TrainState(params, optimizer.init(params))
+    """``TrainState(params, optimizer.init(params))``, in one compiled call (the optimiser
+    compared by value, as in :func:`run_steps`)."""
+    return _init_state(params, static_value(optimizer))
 
 
 def train_step(loss_fn: Callable, optimizer: optax.GradientTransformation, key, state: TrainState,
                batch) -> tuple[TrainState, StepInfo]:
-    """One optimiser step on ``loss_fn(params, key, batch)``."""
+    """One optimiser step on ``loss_fn(params, key, batch)`` (the body :func:`fit` scans)."""
     loss, grads = jax.value_and_grad(loss_fn)(state.params, key, batch)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     return TrainState(params, opt_state), StepInfo(loss, optax.tree.norm(grads))
 
 
-@partial(jax.jit, static_argnames=("loss_fn", "optimizer"))
-def run_steps(loss_fn: Callable, optimizer: optax.GradientTransformation, state: TrainState,
-              keys: jax.Array, data=None, indices: jax.Array | None = None
-              ) -> tuple[TrainState, StepInfo]:
-    """``lax.scan`` of :func:`train_step` over ``keys`` (S,).
+# --- static arguments compared by value -----------------------------------------------------
 
-    Step ``s`` sees the batch ``data[indices[s]]``, or all of ``data`` when ``indices`` is None
-    (``data`` may itself be None when the loss samples its own batch).
+def _value_key(obj, path: tuple = ()):
+    """A hashable description of what ``obj`` computes: functions by their code, defaults and
+    captured values (recursively), partials by function and arguments, containers by content,
+    concrete arrays by bytes; anything else by identity."""
+    if id(obj) in path:                                    # a closure that captures itself
+        return ("cycle", path.index(id(obj)))
+    path = path + (id(obj),)
+    key = functools.partial(_value_key, path=path)
+    if obj is None or isinstance(obj, (bool, int, float, complex, str, bytes, type,
+                                       types.BuiltinFunctionType, types.ModuleType)):
+        return (type(obj), obj)
+    if isinstance(obj, functools.partial):
+        return ("partial", key(obj.func), key(obj.args), key(obj.keywords))
+    if isinstance(obj, types.FunctionType):
+        cells = []
+        for cell in obj.__closure__ or ():
+            try:
+                cells.append(key(cell.cell_contents))
+            except ValueError:                             # a cell not yet filled
+                cells.append(("empty",))
+        return ("function", obj.__code__, id(obj.__globals__), key(obj.__defaults__),
+                key(obj.__kwdefaults__), tuple(cells))
+    if isinstance(obj, types.MethodType):
+        return ("method", key(obj.__func__), key(obj.__self__))
+    if isinstance(obj, (tuple, list)):
+        return (type(obj), tuple(key(item) for item in obj))
+    if isinstance(obj, dict):
+        return (dict, tuple(sorted((repr(k), key(v)) for k, v in obj.items())))
+    if isinstance(obj, (np.ndarray, np.generic, jax.Array)):
+        try:
+            if jax.dtypes.issubdtype(obj.dtype, jax.dtypes.prng_key):   # a typed key: its bits
+                return ("key", str(obj.dtype), _value_key(jax.random.key_data(obj), path))
+            value = np.asarray(obj)
+        except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+            return ("object", _Identity(obj))                # a tracer: by identity
+        return ("array", value.shape, str(value.dtype), value.tobytes())
+    return ("object", _Identity(obj))
+
+
+class _Identity:
+    def __init__(self, obj):
+        self.obj = obj
+
+    def __hash__(self):
+        return id(self.obj)
+
+    def __eq__(self, other):
+        return isinstance(other, _Identity) and other.obj is self.obj
+
+
+class static_value:
+    """Wrap a callable (a loss, an optimiser) so that ``jit`` compares it by value.
+
+    Two wrapped callables are equal when they run the same code with equal captured values,
+    defaults and arguments (for example two ``optax.adam(0.1)``, or two equal ``partial``\\ s of
+    one function); calling the wrapper calls the callable, and attribute access (``.init``,
+    ``.update``) passes through.
     """
-    def body(state, inputs):
-        key, idx = inputs
-        batch = data if idx is None else jax.tree.map(lambda a: a[idx], data)
-        return train_step(loss_fn, optimizer, key, state, batch)
 
-    return jax.lax.scan(body, state, (keys, indices))
+    def __init__(self, fn):
+        self.fn = fn.fn if isinstance(fn, static_value) else fn
+        self.key = _value_key(self.fn)
+        self._hash = hash(self.key)
+
+    def __call__(self, *args, **kwargs):
+        return self.fn(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.__dict__["fn"], name)
+
+    def __hash__(self):
+        return self._hash
+
+    def __eq__(self, other):
+        return isinstance(other, static_value) and self.key == other.key
+
+
+# --- the loop -------------------------------------------------------------------------------
+
+@functools.partial(jax.jit, static_argnames=("optimizer",))
+def _init_state(params, optimizer) -> TrainState:
+    return TrainState(params, optimizer.init(params))
+
+
+@functools.partial(jax.jit, static_argnames=("grad_fn", "optimizer"))
+def _scan(grad_fn, optimizer, state: TrainState, inputs, apply, context):
+    def update(params, opt_state, grads):
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    if apply is None:                                      # every item is a whole step
+        def body(state, item):
+            grads, info = grad_fn(state.params, item, context)
+            return TrainState(*update(state.params, state.opt_state, grads)), info
+
+        return jax.lax.scan(body, state, inputs)
+
+    def body(carry, xs):
+        state, acc = carry
+        item, last = xs
+        grads, info = grad_fn(state.params, item, context)
+        acc = jax.tree.map(jnp.add, acc, grads)
+
+        def step(state, acc):                              # the sum is complete: step, restart it
+            return TrainState(*update(state.params, state.opt_state, acc)), jax.tree.map(jnp.zeros_like, acc)
+
+        return jax.lax.cond(last, step, lambda state, acc: (state, acc), state, acc), info
+
+    zeros = jax.tree.map(jnp.zeros_like, state.params)
+    (state, _), info = jax.lax.scan(body, (state, zeros), (inputs, apply))
+    return state, info
+
+
+def run_steps(grad_fn: Callable, optimizer: optax.GradientTransformation, state: TrainState,
+              inputs, apply: jax.Array | None = None, context=None) -> tuple[TrainState, object]:
+    """Scan ``grad_fn(params, item, context) -> (grads, info)`` over the leading axis of ``inputs``.
+
+    With ``apply`` None every item is one optimiser step. Otherwise the items are micro-batches:
+    their gradients add up, and the optimiser steps on the sum after each item where ``apply``
+    (bool, same length) is True, then starts a new sum; give whole steps (the last item's
+    ``apply`` True) or the trailing partial sum is dropped. ``context`` is passed unchanged to
+    every item (data, a key). ``grad_fn`` and ``optimizer`` are compared by value
+    (:class:`static_value`), so equal ones compile once. Returns ``(state, info)`` with ``info``
+    stacked over the items.
+    """
+    return _scan(static_value(grad_fn), static_value(optimizer), state, inputs, apply, context)
+
+
+class _LossGrad(NamedTuple):
+    """:func:`fit`'s ``grad_fn``: the batch ``data[indices]`` (or all of ``data``), then
+    :func:`train_step`'s gradient and info."""
+    loss_fn: Callable
+
+    def __call__(self, params, item, data):
+        key, idx = item
+        batch = data if idx is None else jax.tree.map(lambda a: a[idx], data)
+        loss, grads = jax.value_and_grad(self.loss_fn)(params, key, batch)
+        return grads, StepInfo(loss, optax.tree.norm(grads))
 
 
 def _minibatch_indices(key, num_steps: int, num_data: int, batch_size: int) -> jax.Array:
@@ -68,10 +202,10 @@ def fit(key, loss_fn: Callable, params, optimizer: optax.GradientTransformation,
 
     Args:
       key: PRNG key; split into one key per step (and one for minibatches).
-      loss_fn: ``(params, key, batch) -> scalar``; must be hashable (a module-level function or
-        a ``functools.partial`` of one), since it is a static argument of the jitted loop.
+      loss_fn: ``(params, key, batch) -> scalar``, pure; compared by value, so an equal
+        ``functools.partial`` of the same function does not recompile.
       params: initial parameters (ignored when ``state`` is given, to continue training).
-      optimizer: an optax transformation.
+      optimizer: an optax transformation (an equal new one does not recompile either).
       data: ``None`` (the loss draws its own batch from its key) or an array of examples along
         axis 0, from which each step takes ``batch_size`` without replacement (the whole array
         when ``batch_size`` is ``None``).
@@ -87,4 +221,4 @@ def fit(key, loss_fn: Callable, params, optimizer: optax.GradientTransformation,
         if not 1 <= batch_size <= num_data:
             raise ValueError(f"batch_size must be in [1, {num_data}], got {batch_size}")
         indices = _minibatch_indices(batch_key, num_steps, num_data, batch_size)
-    return run_steps(loss_fn, optimizer, state, keys, data, indices)
+    return run_steps(_LossGrad(loss_fn), optimizer, state, (keys, indices), context=data)

@@ -8,7 +8,7 @@ $\log w_k = \log p_\theta(x \mid z_k) + \log p(z_k) - \log q_\phi(z_k \mid x)$, 
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -17,8 +17,8 @@ from .distributions import diag_normal_log_prob, diag_normal_sample
 from .estimators import iwae_bound
 from .networks import gaussian_head, mlp_apply, mlp_init
 
-__all__ = ["VAEParams", "vae_init", "encode", "decoder_log_prob", "vae_log_weights",
-           "iwae_loss", "vae_sample"]
+__all__ = ["VAEParams", "LatentModel", "latent_model", "vae_init", "encode", "decoder_log_prob",
+           "vae_log_weights", "iwae_loss", "vae_sample"]
 
 LIKELIHOODS = ("gaussian", "bernoulli")
 
@@ -26,6 +26,47 @@ LIKELIHOODS = ("gaussian", "bernoulli")
 class VAEParams(NamedTuple):
     encoder: list
     decoder: list
+
+
+class LatentModel(NamedTuple):
+    r"""An amortised latent-variable model as two pure functions, for the trainers that take any model.
+
+    ``encode_fn(encoder_params, x)``: $(\mu_\phi(x), \log\sigma_\phi(x))$ of a diagonal Gaussian
+    $q_\phi(z \mid x)$, ``x`` (..., D) to two (..., d). ``log_joint_fn(decoder_params, x, z)``:
+    $\log p_\theta(x, z) = \log p_\theta(x \mid z) + \log p(z)$, ``x`` (..., D) and ``z``
+    (..., d) to (...). Parameters are :class:`VAEParams` ``(encoder, decoder)``.
+    """
+    encode_fn: Callable
+    log_joint_fn: Callable
+
+
+def _encode_fn(encoder, x):
+    return gaussian_head(encoder, x)
+
+
+def _gaussian_log_joint(decoder, x, z):
+    mean, log_scale = gaussian_head(decoder, z)
+    log_lik = diag_normal_log_prob(x, mean, log_scale)
+    log_prior = diag_normal_log_prob(z, 0.0, jnp.zeros_like(z))
+    return log_lik + jax.lax.broadcast_to_rank(log_prior, log_lik.ndim)
+
+
+def _bernoulli_log_joint(decoder, x, z):
+    logits = mlp_apply(decoder, z)
+    rank = max(jnp.ndim(x), logits.ndim)
+    ones = jax.lax.broadcast_to_rank(x > 0.5, rank)
+    logits = jax.lax.broadcast_to_rank(logits, rank)
+    log_lik = -jnp.sum(jnp.logaddexp(0.0, jnp.where(ones, -logits, logits)), axis=-1)
+    log_prior = diag_normal_log_prob(z, 0.0, jnp.zeros_like(z))
+    return log_lik + jax.lax.broadcast_to_rank(log_prior, log_lik.ndim)
+
+
+def latent_model(likelihood: str = "gaussian") -> LatentModel:
+    """This module's VAE as a :class:`LatentModel`: standard normal prior, MLP encoder and decoder
+    (Gaussian or Bernoulli likelihood), the same densities as :func:`vae_log_weights`."""
+    if likelihood not in LIKELIHOODS:
+        raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+    return LatentModel(_encode_fn, _gaussian_log_joint if likelihood == "gaussian" else _bernoulli_log_joint)
 
 
 def vae_init(key, data_dim: int, latent_dim: int, hidden: tuple[int, ...] = (64,),

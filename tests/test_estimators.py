@@ -3,6 +3,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.test_util import check_grads
 import optax
 import pytest
 from scipy.special import logsumexp as np_logsumexp
@@ -73,12 +74,35 @@ def test_exact_posterior_makes_every_bound_exact(key):
     np.testing.assert_allclose(E.elbo(lw), LOG_PX, atol=2e-4)
 
 
-def test_cumlogsumexp_gradient_matches_jax(key):
-    x = jax.random.normal(key, (2, 6)) * 3
-    weights = jnp.sin(jnp.arange(6.0))
-    ours = jax.grad(lambda x: jnp.sum(E._cumlogsumexp(x) * weights))(x)
-    theirs = jax.grad(lambda x: jnp.sum(jax.lax.cumlogsumexp(x, axis=1) * weights))(x)
-    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+@pytest.mark.parametrize("block", [4, 8, 32])
+def test_segment_cumlogsumexp_restarts_at_each_segment_for_any_block_and_spread(block):
+    lengths = [5, 7, 44, 6, 11, 5]
+    segment_ids = np.repeat(np.arange(len(lengths)), lengths).astype(np.int32)
+    x = np.random.default_rng(1).normal(size=len(segment_ids)).astype(np.float32) * 3.0
+    x[5:9] = -400.0          # a segment whose early entries sit 400 nats below its later ones
+    want = np.concatenate([np.logaddexp.accumulate(x[segment_ids == e].astype(np.float64))
+                           for e in range(len(lengths))])
+    got = E.segment_cumlogsumexp(jnp.asarray(x), jnp.asarray(segment_ids), block)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+    # negative control: one running log-sum over the whole array, no restart at each segment
+    assert np.max(np.abs(np.logaddexp.accumulate(x.astype(np.float64)) - want)) > 1.0
+
+
+def test_iwae_bounds_differentiate_in_both_modes(key):
+    """Reverse and forward mode through the prefix bounds: the gradient against jax's own
+    cumlogsumexp, check_grads in both modes, and jax.hessian against a closed form."""
+    x = jax.random.normal(key, (2, 13)) * 3
+    weights = jnp.sin(jnp.arange(13.0))
+    f = lambda x: jnp.sum(E.iwae_bounds(x) * weights[None])
+    log_counts = jnp.log(jnp.arange(1.0, 14.0))[None]
+    reference = lambda x: jnp.sum((jax.lax.cumlogsumexp(x, axis=1) - log_counts) * weights[None])
+    np.testing.assert_allclose(jax.grad(f)(x), jax.grad(reference)(x), atol=1e-5)
+    np.testing.assert_allclose(jax.jacfwd(f)(x), jax.grad(reference)(x), atol=1e-5)
+    check_grads(jax.jit(f), (x,), order=1, modes=("fwd", "rev"), atol=5e-2, rtol=5e-2)
+    # the Hessian of IWAE_K (last bound) is diag(s) - s s^T, s = softmax(log w)
+    last = lambda lw: E.iwae_bounds(lw)[-1]
+    s_ = jax.nn.softmax(x[0])
+    np.testing.assert_allclose(jax.hessian(last)(x[0]), jnp.diag(s_) - jnp.outer(s_, s_), atol=1e-5)
 
 
 def test_effective_sample_size():
@@ -108,6 +132,22 @@ def test_sample_num_terms_matches_tail_survival(key):
         p = float(E.tail_survival(j))
         assert abs((k >= j).mean() - p) < 5 * math.sqrt(p * (1 - p) / n), j  # 5 SE: ~6e-7 each
     assert abs(k.mean() - E.expected_num_terms()) < 5 * k.std() / math.sqrt(n)
+    # negative control: source 001's floor(u / (1 - u)), one too small here, fails the same check
+    u = np.random.default_rng(0).random(n)
+    wrong = np.floor(u / (1 - u))
+    p = float(E.tail_survival(10))
+    assert abs((wrong >= 10).mean() - p) > 5 * math.sqrt(p * (1 - p) / n)
+
+
+def test_another_tail_is_threaded_everywhere(key):
+    tail = E.Tail(10, 0.3)
+    k = np.asarray(E.sample_num_terms(key, (400_000,), tail))
+    for j in (2, 9, 10, 14):
+        p = float(E.tail_survival(j, tail))
+        assert abs((k >= j).mean() - p) < 5 * math.sqrt(p * (1 - p) / len(k)), j    # ~6e-7 each
+    assert E.expected_num_terms(tail) == pytest.approx(sum(1 / i for i in range(1, 10)) + 1 / 3)
+    assert E.max_num_terms(tail) < E.max_num_terms() and E.buffer_sizes(4, tail)[-1] == 4 + E.max_num_terms(tail)
+    assert E.SUMO(4, tail).expected_samples() == pytest.approx(4 + E.expected_num_terms(tail))
 
 
 def test_sampler_reaches_the_float32_weight_limit():
@@ -269,16 +309,17 @@ def test_sumo_runs_eagerly_when_k_outgrows_the_smallest_buffer():
     np.testing.assert_allclose(value, jitted, rtol=1e-6)
 
 
-def test_everything_runs_under_jit(key):
+def test_everything_runs_under_jit_with_the_eager_values(key):
     lw = jax.random.normal(key, (2, 20))
-    jax.jit(E.elbo)(lw)
-    jax.jit(E.iwae_bound)(lw)
-    jax.jit(E.iwae_bounds)(lw)
-    jax.jit(E.effective_sample_size)(lw)
-    jax.jit(E.tail_survival)(jnp.arange(1, 5))
-    jax.jit(E.log_tail_survival)(jnp.arange(1, 5))
-    jax.jit(E.sample_num_terms, static_argnums=1)(key, (3,))
-    jax.jit(E.sumo_from_log_weights, static_argnums=2)(lw, jnp.array([3, 9]), 4)
+    k = jnp.arange(1, 5)
+    for fn, args in [(E.elbo, (lw,)), (E.iwae_bound, (lw,)), (E.iwae_bounds, (lw,)),
+                     (E.effective_sample_size, (lw,)), (E.tail_survival, (k,)),
+                     (E.log_tail_survival, (k,))]:
+        np.testing.assert_allclose(jax.jit(fn)(*args), fn(*args), rtol=1e-6, atol=1e-6, err_msg=fn.__name__)
+    np.testing.assert_array_equal(jax.jit(E.sample_num_terms, static_argnums=1)(key, (3,)),
+                                  E.sample_num_terms(key, (3,)))
+    np.testing.assert_allclose(jax.jit(E.sumo_from_log_weights, static_argnums=2)(lw, jnp.array([3, 9]), 4),
+                               E.sumo_from_log_weights(lw, jnp.array([3, 9]), 4), rtol=1e-5, atol=1e-5)
 
 
 def test_float64(key):

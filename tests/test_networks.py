@@ -1,37 +1,45 @@
+"""The MLPs: values against numpy, and every autodiff mode (forward mode included) through them."""
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
+from jax.test_util import check_grads
 
-from lvm_tutorial.networks import dense, matmul, mlp_apply, mlp_init
+from lvm_tutorial.networks import dense, gaussian_head, mlp_apply, mlp_init
+from lvm_tutorial.vae import vae_init, vae_log_weights
 
-
-@pytest.mark.parametrize("shapes", [((256, 8), (8, 128)), ((256, 128), (128, 4)), ((7, 3), (3, 5))])
-def test_matmul_gradient_matches_autodiff_of_the_plain_product(shapes):
-    a_shape, b_shape = shapes                # copies a^T or the cotangent, whichever is smaller
-    ka, kb, kc = jax.random.split(jax.random.key(2), 3)
-    a, b = jax.random.normal(ka, a_shape), jax.random.normal(kb, b_shape)
-    c = jax.random.normal(kc, (a_shape[0], b_shape[1]))
-    got = jax.grad(lambda a, b: jnp.sum(jnp.tanh(matmul(a, b)) * c), (0, 1))(a, b)
-    want = jax.grad(lambda a, b: jnp.sum(jnp.tanh(a @ b) * c), (0, 1))(a, b)
-    for g, w in zip(got, want):
-        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(matmul(a, b), a @ b, rtol=1e-6)
+PARAMS = mlp_init(jax.random.key(0), (3, 16, 4))
 
 
-def test_mlp_value_and_gradient_match_plain_layers_for_batched_and_vmapped_inputs():
-    params = mlp_init(jax.random.key(0), (3, 16, 4))
-    x = jax.random.normal(jax.random.key(1), (5, 7, 3))          # two leading axes
+def numpy_mlp(params, x):
+    (w1, b1), (w2, b2) = [(np.asarray(w, np.float64), np.asarray(b, np.float64)) for w, b in params]
+    return np.tanh(x @ w1 + b1) @ w2 + b2
 
-    def plain(params, x):
-        (w1, b1), (w2, b2) = params
-        return jnp.tanh(x @ w1 + b1) @ w2 + b2
 
-    np.testing.assert_allclose(mlp_apply(params, x), plain(params, x), rtol=1e-5, atol=1e-6)
-    loss = lambda f: lambda p: jnp.sum(jnp.sin(f(p, x)))
-    vmapped = lambda p, x: jax.vmap(lambda row: mlp_apply(p, row))(x)       # as the VAE's log-weights
-    for f in (mlp_apply, vmapped):
-        got, want = jax.grad(loss(f))(params), jax.grad(loss(plain))(params)
-        for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
-            np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
-    assert dense(x, *params[0]).shape == (5, 7, 16)
+def test_values_match_numpy_for_batched_and_vmapped_inputs():
+    x = np.asarray(jax.random.normal(jax.random.key(1), (5, 7, 3)))          # two leading axes
+    np.testing.assert_allclose(mlp_apply(PARAMS, jnp.asarray(x)), numpy_mlp(PARAMS, x), rtol=1e-5, atol=1e-5)
+    vmapped = jax.vmap(lambda row: mlp_apply(PARAMS, row))(jnp.asarray(x))
+    np.testing.assert_allclose(vmapped, numpy_mlp(PARAMS, x), rtol=1e-5, atol=1e-5)
+    mean, log_scale = gaussian_head(PARAMS, jnp.asarray(x))
+    np.testing.assert_allclose(jnp.concatenate([mean, log_scale], -1), numpy_mlp(PARAMS, x), rtol=1e-5, atol=1e-5)
+    assert dense(jnp.asarray(x), *PARAMS[0]).shape == (5, 7, 16)
+    # negative control: a network without the hidden activation is told apart
+    assert np.max(np.abs(numpy_mlp(PARAMS, x) - (x @ np.asarray(PARAMS[0][0]) + np.asarray(PARAMS[0][1]))
+                         @ np.asarray(PARAMS[1][0]))) > 1e-2
+
+
+def test_forward_and_reverse_mode_agree_through_the_networks():
+    x = jax.random.normal(jax.random.key(2), (3,))
+    f = lambda x: mlp_apply(PARAMS, x)
+    np.testing.assert_allclose(jax.jacfwd(f)(x), jax.jacrev(f)(x), rtol=1e-5, atol=1e-6)
+    tangent = jnp.array([1.0, -2.0, 0.5])
+    _, jvp = jax.jvp(f, (x,), (tangent,))
+    np.testing.assert_allclose(jvp, jax.jacrev(f)(x) @ tangent, rtol=1e-5, atol=1e-6)
+    check_grads(lambda p: gaussian_head(p, x), (PARAMS,), order=2, modes=("fwd", "rev"),
+                              atol=5e-2, rtol=5e-2)
+    # the importance log-weights of the VAE in forward mode, and their Hessian in the data
+    params = vae_init(jax.random.key(3), 3, 2, (8,))
+    log_w = lambda x: jnp.sum(vae_log_weights(jax.random.key(4), params, x, 5))
+    hessian = jax.hessian(log_w)(x)
+    np.testing.assert_allclose(hessian, hessian.T, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(jax.jacfwd(log_w)(x), jax.grad(log_w)(x), rtol=1e-5, atol=1e-5)

@@ -38,3 +38,28 @@ def test_bad_inputs(key):
 def test_jit(key):
     jax.jit(T.funnel_log_prob)(jnp.zeros((4, 2)))
     jax.jit(T.funnel_sample, static_argnums=1)(key, 4)
+
+
+def test_x1_distances_and_neck():
+    x1 = np.random.default_rng(1).normal(0.1, 1.5, size=500)
+    samples = np.stack([np.zeros_like(x1), x1], axis=1)
+    want_ks = stats.kstest(x1, "norm", args=(0, 1.35)).statistic
+    assert abs(T.x1_ks(samples) - want_ks) < 1e-12
+    # the statistic by hand: sup |F_n - Phi| at the jumps of F_n
+    x = np.sort(x1)
+    cdf = stats.norm.cdf(x, scale=1.35)
+    by_hand = max(np.max(np.arange(1, 501) / 500 - cdf), np.max(cdf - np.arange(500) / 500))
+    assert abs(T.x1_ks(samples) - by_hand) < 1e-12
+    # negative control: the statistic against the wrong scale differs
+    assert abs(T.x1_ks(samples, scale=1.0) - want_ks) > 1e-2
+    # W1 = integral of |F_n - Phi| over the line, by quadrature
+    grid = np.linspace(-12, 12, 400_001)
+    f_n = np.searchsorted(np.sort(x1), grid, side="right") / len(x1)
+    want_w1 = np.trapezoid(np.abs(f_n - stats.norm.cdf(grid, scale=1.35)), grid)
+    assert abs(T.x1_wasserstein(samples) - want_w1) < 1e-4
+    quantiles = stats.norm.ppf((np.arange(2000) + 0.5) / 2000) * 1.35   # nearly the target itself
+    assert T.x1_wasserstein(np.stack([quantiles * 0, quantiles], 1)) < 2e-3
+    assert abs(T.EXACT_NECK_FRACTION - stats.norm.cdf(-2 / 1.35)) < 1e-12
+    assert T.neck_fraction(samples) == np.mean(x1 < -2)
+    with pytest.raises(ValueError, match="samples"):
+        T.x1_ks(np.zeros(5))

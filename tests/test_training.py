@@ -5,13 +5,13 @@ import optax
 import pytest
 
 from lvm_tutorial.compilation import count_compilations
-from lvm_tutorial.training import fit
+from lvm_tutorial.training import fit, init_state, run_steps, static_value
 
 
 def squared_error(params, key, batch):
     """Mean squared distance from params to a batch of points, plus a little key-driven noise."""
     noise = 0.01 * jax.random.normal(key, params.shape)
-    return jnp.mean(jnp.sum((batch - params - noise) ** 2, axis=-1))
+    return jnp.mean(jnp.sum((batch - params[None] - noise[None]) ** 2, axis=-1))
 
 
 DATA = jnp.asarray(np.random.default_rng(0).normal(size=(200, 2)) + [3.0, -1.0])
@@ -44,3 +44,48 @@ def test_bad_inputs(key):
         fit(key, squared_error, jnp.zeros(2), optax.adam(0.1), 0, data=DATA)
     with pytest.raises(ValueError, match="batch_size"):
         fit(key, squared_error, jnp.zeros(2), optax.adam(0.1), 5, data=DATA, batch_size=500)
+
+
+def scaled_error(params, key, batch, scale):
+    return scale * squared_error(params, key, batch)
+
+
+def test_equal_losses_and_optimisers_compile_once_and_unequal_ones_do_not_share(key):
+    from functools import partial
+    fit(key, partial(scaled_error, scale=2.0), jnp.zeros(2), optax.adam(optax.cosine_decay_schedule(0.1, 50)),
+        50, data=DATA)
+    start = jnp.ones(2)
+    with count_compilations() as equal:          # new objects, equal values
+        fit(key, partial(scaled_error, scale=2.0), start, optax.adam(optax.cosine_decay_schedule(0.1, 50)),
+            50, data=DATA)
+    with count_compilations() as other_loss:     # negative controls: another value, another program
+        fit(key, partial(scaled_error, scale=3.0), start, optax.adam(optax.cosine_decay_schedule(0.1, 50)),
+            50, data=DATA)
+    with count_compilations() as other_rate:
+        fit(key, partial(scaled_error, scale=2.0), start, optax.adam(optax.cosine_decay_schedule(0.2, 50)),
+            50, data=DATA)
+    assert equal.count == 0 and other_loss.count >= 1 and other_rate.count >= 1
+
+
+def test_static_value_compares_what_a_callable_computes():
+    same = [static_value(optax.adam(0.1)), static_value(optax.adam(0.1))]
+    assert same[0] == same[1] and hash(same[0]) == hash(same[1])
+    assert static_value(optax.adam(0.1)) != static_value(optax.sgd(0.1))
+    captured = jnp.arange(3.0)
+    closure = lambda value: (lambda x: x + value)
+    assert static_value(closure(captured)) == static_value(closure(jnp.arange(3.0)))
+    assert static_value(closure(captured)) != static_value(closure(jnp.arange(3.0) + 1))
+
+
+def test_micro_batches_sum_their_gradients_into_one_step(key):
+    """Items with ``apply`` False add their gradients to the next step: two half-batches with
+    apply (False, True) give the step of the whole batch; apply (True, True) gives two steps."""
+    grad_fn = lambda params, item, context: (jax.grad(squared_error)(params, key, item) / 2, 0.0)
+    halves = DATA[:100].reshape(2, 50, 2)
+    start = init_state(jnp.zeros(2), optax.sgd(0.1))
+    summed, _ = run_steps(grad_fn, optax.sgd(0.1), start, halves, jnp.array([False, True]))
+    whole, _ = run_steps(lambda p, item, c: (jax.grad(squared_error)(p, key, item), 0.0), optax.sgd(0.1),
+                         start, DATA[None, :100])
+    np.testing.assert_allclose(summed.params, whole.params, rtol=1e-5)
+    two_steps, _ = run_steps(grad_fn, optax.sgd(0.1), start, halves, jnp.array([True, True]))
+    assert np.max(np.abs(two_steps.params - whole.params)) > 1e-3      # negative control
