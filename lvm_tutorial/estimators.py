@@ -95,7 +95,8 @@ def segment_cumlogsumexp(x: jax.Array, segment_ids: jax.Array, block: int = 8) -
     the same way. Work is ``L * block + (L / block)**2`` elementwise operations, all
     differentiable in forward and reverse mode with plain JAX (no custom rule), and quick to
     compile: ``jax.lax.cumlogsumexp``'s own derivative is an associative scan that compiles
-    several times slower at the lengths SUMO needs (``bench/RESULTS.md``).
+    about three times slower at the lengths SUMO needs (``bench/prefix_logsumexp.py``, figures
+    in ``bench/RESULTS.md``).
     """
     size = x.shape[0]
     pad = -size % block
