@@ -34,6 +34,11 @@ def test_reparam_gradient_is_unbiased(key):
     assert d_mean.shape == d_log_scale.shape == (100_000, 3)
     assert_unbiased(d_mean, TRUE_D_MEAN)            # 5 SE: ~6e-7 false alarms per entry
     assert_unbiased(d_log_scale, TRUE_D_LOG_SCALE)
+    # negative control: the log-scale gradient without the chain rule through exp (d/d sigma
+    # instead of d/d log sigma, i.e. divided by sigma) is caught where sigma != 1
+    wrong = d_log_scale / jnp.exp(LOG_SCALE)[None]
+    with pytest.raises(AssertionError):
+        assert_unbiased(wrong, TRUE_D_LOG_SCALE)
 
 
 @pytest.mark.parametrize("baseline", [0.0, 3.0])
@@ -91,7 +96,10 @@ def test_bad_inputs(key):
         G.leave_one_out_baseline(jnp.ones(1))
 
 
-def test_everything_runs_under_jit(key):
-    jax.jit(G.reparam_grad_samples, static_argnums=(1, 4))(key, quadratic, MEAN, LOG_SCALE, 8)
-    jax.jit(G.score_function_grad_samples, static_argnums=(1, 4))(key, quadratic, MEAN, LOG_SCALE, 8)
-    jax.jit(G.leave_one_out_baseline)(jnp.arange(4.0))
+def test_everything_runs_under_jit_with_the_eager_values(key):
+    for fn in (G.reparam_grad_samples, G.score_function_grad_samples):
+        jitted = jax.jit(fn, static_argnums=(1, 4))(key, quadratic, MEAN, LOG_SCALE, 8)
+        for a, b in zip(jitted, fn(key, quadratic, MEAN, LOG_SCALE, 8)):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(jax.jit(G.leave_one_out_baseline)(jnp.arange(4.0)),
+                               G.leave_one_out_baseline(jnp.arange(4.0)), rtol=1e-6)

@@ -49,5 +49,6 @@ def test_log_weights_and_sample_shapes_under_jit(key):
     assert lw.shape == (7,)
     x, z = jax.jit(lg.sample, static_argnums=2)(key, MODEL, 5)
     assert x.shape == (5, 3) and z.shape == (5, 2)
-    jax.jit(lg.log_marginal)(MODEL, X)
-    jax.jit(lg.posterior_diag)(MODEL, X)
+    np.testing.assert_allclose(jax.jit(lg.log_marginal)(MODEL, X), lg.log_marginal(MODEL, X), rtol=1e-6)
+    for a, b in zip(jax.jit(lg.posterior_diag)(MODEL, X), lg.posterior_diag(MODEL, X)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)

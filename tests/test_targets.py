@@ -35,9 +35,11 @@ def test_bad_inputs(key):
         T.funnel_sample(key, 0)
 
 
-def test_jit(key):
-    jax.jit(T.funnel_log_prob)(jnp.zeros((4, 2)))
-    jax.jit(T.funnel_sample, static_argnums=1)(key, 4)
+def test_jit_gives_the_eager_values(key):
+    x = jnp.asarray(np.random.default_rng(2).normal(size=(4, 2)))
+    np.testing.assert_allclose(jax.jit(T.funnel_log_prob)(x), T.funnel_log_prob(x), rtol=1e-6)
+    np.testing.assert_allclose(jax.jit(T.funnel_sample, static_argnums=1)(key, 4),
+                               T.funnel_sample(key, 4), rtol=1e-6)
 
 
 def test_x1_distances_and_neck():
