@@ -1,4 +1,4 @@
-r"""Gradient estimators of the IWAE bound with respect to the proposal, and their signal-to-noise.
+r"""Gradient estimators of the IWAE bound, for the proposal and for the model, and their signal-to-noise.
 
 The model is a fixed $\log p(x, z)$ (one $x$); the proposal is a diagonal Gaussian
 $q_\phi(z) = \mathcal N(\mu, \sigma^2)$ with $\phi = (\mu, \log\sigma)$, reparameterised as
@@ -26,6 +26,10 @@ $$\nabla_\phi \log w_k = \underbrace{\frac{\partial \log w_k}{\partial z_k}
   $\sum_k \tilde w_k^2\, \partial_{z_k}\!\log w_k\, \partial_\phi z_k$, unbiased for the IWAE
   gradient for every $K$.
 
+- :func:`iwae_model_grad`: the gradient for the model's (decoder's) parameters $\theta$ in
+  $\log p_\theta(x, z)$, $\sum_k \tilde w_k \nabla_\theta \log p_\theta(x, z_k)$: no score part, and
+  its signal-to-noise ratio grows like $\sqrt K$ (Rainforth et al., 2018).
+
 At the exact posterior every $\log w_k$ equals $\log p(x)$, so the path parts vanish: STL and DReG
 return zero, while the standard estimator keeps the score part, $-\frac1K \sum_k \partial_\phi
 \log q_\phi(z_k)$, of variance $1/(K\sigma^2)$ in $\mu$ and $2/K$ in $\log\sigma$.
@@ -52,6 +56,7 @@ __all__ = [
     "stl_grad",
     "dreg_grad",
     "weighted_average_iwae_grad",
+    "iwae_model_grad",
     "gradient_snr",
     "gradient_snr_se",
     "SNRCurve",
@@ -94,6 +99,13 @@ def _weighted_average_one(log_joint_fn, mean, log_scale, eps):
     jacobians = jax.jacrev(log_weights, argnums=(0, 1))(mean, log_scale)     # each (K, d)
     normalised = jax.nn.softmax(log_weights(mean, log_scale))
     return tuple(normalised @ jac for jac in jacobians)
+
+
+def _model_one(params, log_joint_fn, mean, log_scale, eps):
+    noise = jax.lax.broadcast_to_rank(jnp.exp(log_scale), eps.ndim) * eps
+    z = jax.lax.broadcast_to_rank(mean, eps.ndim) + noise
+    log_q = diag_normal_log_prob(z, mean, log_scale)       # no theta in it: a constant here
+    return jax.grad(lambda p: iwae_bound(log_joint_fn(p, z) - log_q))(params)
 
 
 def _draws(one_fn, key, log_joint_fn, mean, log_scale, num_samples, num_draws):
@@ -159,6 +171,24 @@ def weighted_average_iwae_grad(key, log_joint_fn, mean, log_scale, num_samples, 
     shapes as in :func:`iwae_grad`.
     """
     return _draws(_weighted_average_one, key, log_joint_fn, mean, log_scale, num_samples, num_draws)
+
+
+def iwae_model_grad(key, log_joint_fn, params, mean, log_scale, num_samples, num_draws):
+    r"""The gradient of $\mathrm{IWAE}_K$ for the model's parameters $\theta$ (the decoder's).
+
+    $$\nabla_\theta \mathrm{IWAE}_K = \sum_{k=1}^K \tilde w_k \,\nabla_\theta \log p_\theta(x, z_k),
+      \qquad z_k = \mu + \sigma \odot \epsilon_k$$
+
+    (Burda et al., 2016): $q$ does not depend on $\theta$, so there is no score part, and the
+    estimator is unbiased for $\nabla_\theta\, \mathbb E[\mathrm{IWAE}_K]$. Its signal-to-noise
+    ratio grows like $\sqrt K$ (Rainforth et al., 2018), where the proposal's falls like
+    $1/\sqrt K$. Args: ``key``; ``log_joint_fn``: ``(params, z (..., d)) -> (...)``; ``params``:
+    any pytree; ``mean``, ``log_scale``: ``(d,)``; ``num_samples``: K; ``num_draws``: N. Returns
+    a pytree like ``params`` whose leaves have a leading axis of N. On one key it draws the same
+    $\epsilon$ as :func:`iwae_grad`.
+    """
+    one = functools.partial(_model_one, params)
+    return _draws(one, key, log_joint_fn, mean, log_scale, num_samples, num_draws)
 
 
 def gradient_snr(samples: jax.Array) -> jax.Array:

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.flatten_util import ravel_pytree
 
 from lvm_tutorial import iwae_gradients as IG
 from lvm_tutorial import linear_gaussian as lg
@@ -132,6 +133,105 @@ def test_at_the_exact_posterior_only_the_standard_estimator_has_variance(key, nu
         assert np.all(np.abs(squares.mean(0) - 1.25 * exact) > 5 * se)  # power: 25% off is caught
 
 
+# --- the model's (decoder's) gradient ---------------------------------------------------------
+
+def model_log_joint(model, z):
+    return lg.log_joint(model, X, z)
+
+
+@functools.cache
+def _jitted_model():
+    return jax.jit(IG.iwae_model_grad, static_argnums=(1, 5, 6))
+
+
+def model_draws(key, num_samples, mean=MEAN, log_scale=LOG_SCALE, num_draws=NUM_DRAWS):
+    """(N, P): the model gradient, its pytree flattened per draw."""
+    grads = _jitted_model()(key, model_log_joint, MODEL, mean, log_scale, num_samples, num_draws)
+    return jax.vmap(lambda g: ravel_pytree(g)[0])(grads)
+
+
+def plug_in_at(point):
+    """Known-wrong: grad_theta log p(x, z) at one point, ignoring q's spread (biased for W, sigma)."""
+    return ravel_pytree(jax.grad(model_log_joint)(MODEL, point))[0]
+
+
+def uniform_weight_model_grad(key, num_samples, num_draws=NUM_DRAWS):
+    """Known-wrong for K > 1: (1/K) sum_k grad log p(x, z_k), the ELBO's gradient averaged."""
+    eps = jax.random.normal(key, (num_draws, num_samples, 2))
+    z = MEAN[None, None] + jnp.exp(LOG_SCALE)[None, None] * eps
+
+    def one(z_k):
+        grads = jax.grad(lambda m: jnp.mean(model_log_joint(m, z_k)))(MODEL)
+        return ravel_pytree(grads)[0]
+    return jax.vmap(one)(z)
+
+
+def test_model_gradient_at_one_sample_is_the_elbo_gradient(key):
+    # ELBO(theta) = log p_theta(x) - KL(q || p_theta(z|x)) in closed form; q does not move.
+    def elbo(model):
+        return lg.log_marginal(model, X) - lg.kl_diag_to_full(MEAN, LOG_SCALE, *lg.posterior(model, X))
+    truth = ravel_pytree(jax.grad(elbo)(MODEL))[0]
+    samples = model_draws(key, 1)
+    assert samples.shape == (NUM_DRAWS, truth.size) and np.max(np.abs(truth)) > 0.1
+    assert np.all(np.abs(z_scores(samples, truth)) < 5)        # 5 SE: ~6e-7 per entry
+    # Negative control: the plug-in gradient at q's mean misses the spread terms of W and sigma.
+    assert np.max(np.abs(z_scores(samples, plug_in_at(MEAN)))) > 5
+
+
+@pytest.mark.parametrize("num_samples", [1, 4])
+def test_model_gradient_at_the_exact_posterior_is_the_gradient_of_log_p(key, num_samples):
+    # With q = p(z|x) every weight is p(x), so the estimator averages grad log p(x, z_k) over
+    # posterior samples: Fisher's identity gives grad log p_theta(x), for every K.
+    truth = ravel_pytree(jax.grad(lg.log_marginal)(MODEL, X))[0]
+    samples = model_draws(key, num_samples, POST_MEAN, POST_LOG_SCALE)
+    assert np.all(np.abs(z_scores(samples, truth)) < 5)        # 5 SE: ~6e-7 per entry
+    assert np.max(np.abs(z_scores(samples, plug_in_at(POST_MEAN)))) > 5    # control, as above
+
+
+def test_model_gradient_is_unbiased_for_the_expected_bound(key):
+    # Oracle with K = 16 and q away from the posterior: central differences of IWAE_K along each
+    # parameter at fixed noise (common random numbers), from a key of their own.
+    num_samples, step = 16, 1e-2
+    fd_key, grad_key = jax.random.split(key)
+    flat, unravel = ravel_pytree(MODEL)
+    eps = jax.random.normal(fd_key, (NUM_DRAWS, num_samples, 2))
+    z = MEAN[None, None] + jnp.exp(LOG_SCALE)[None, None] * eps
+    log_q = diag_normal_log_prob(z, MEAN, LOG_SCALE)
+
+    def bounds(theta):
+        return iwae_bound(model_log_joint(unravel(theta), z) - log_q)         # (N,)
+    fd = jnp.stack([(bounds(flat + step * e) - bounds(flat - step * e)) / (2 * step)
+                    for e in jnp.eye(flat.size)], axis=1)                       # (N, P)
+
+    def z_against_fd(samples):
+        se = jnp.sqrt(samples.var(0) / NUM_DRAWS + fd.var(0) / NUM_DRAWS)
+        return (samples.mean(0) - fd.mean(0)) / se
+    assert np.all(np.abs(z_against_fd(model_draws(grad_key, num_samples))) < 5)  # ~6e-7 per entry
+    # Negative control: uniform weights 1/K instead of w~_k estimate the ELBO's gradient.
+    assert np.max(np.abs(z_against_fd(uniform_weight_model_grad(grad_key, num_samples)))) > 5
+
+
+def test_model_gradient_is_the_weighted_average_of_per_sample_gradients(key):
+    # sum_k w~_k grad_theta log p(x, z_k) on the module's noise, against the estimator.
+    num_samples, num_draws = 4, 50
+    eps = jax.random.normal(key, (num_draws, num_samples, 2))
+
+    def weighted(e):
+        z = MEAN[None] + jnp.exp(LOG_SCALE)[None] * e
+        log_w = model_log_joint(MODEL, z) - diag_normal_log_prob(z, MEAN, LOG_SCALE)
+        per_sample = jax.jacrev(lambda m: model_log_joint(m, z))(MODEL)   # leaves (K, ...)
+        flat = jax.vmap(lambda k: ravel_pytree(jax.tree.map(lambda g: g[k], per_sample))[0])(
+            jnp.arange(num_samples))
+        return jax.nn.softmax(log_w) @ flat
+    expected = jax.vmap(weighted)(eps)
+    got = model_draws(key, num_samples, num_draws=num_draws)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    assert np.max(np.abs(expected)) > 0.1
+    # Control: the same per-sample gradients averaged with uniform weights differ.
+    assert not np.allclose(uniform_weight_model_grad(key, num_samples, num_draws), expected,
+                           rtol=1e-2, atol=1e-2)
+
+
 # --- signal-to-noise ratio -------------------------------------------------------------------
 
 def test_gradient_snr_and_its_standard_error(key):
@@ -167,6 +267,23 @@ def test_dreg_snr_grows_with_k_while_the_standard_one_falls(key):
         assert np.all(slope - 5 * se > 0.25)
 
 
+def test_model_gradient_snr_grows_with_k(key):
+    # Rainforth et al. (2018): the model's SNR grows like K^(1/2) (slopes 0.2 to 0.6 here).
+    ks = (1, 4, 16, 64)
+    keys = jax.random.split(key, len(ks))
+    samples = [model_draws(k_key, k) for k_key, k in zip(keys, ks)]
+    snr = jnp.stack([IG.gradient_snr(g) for g in samples])
+    se = jnp.stack([IG.gradient_snr_se(g) for g in samples])
+    slope, slope_se = IG.log_log_slope(np.asarray(ks), snr, se)
+    assert np.all(slope - 5 * slope_se > 0.1)                    # 5 SE: ~3e-7 per entry
+    assert np.median(slope) > 0.4
+    # Control: the standard proposal gradient, on the same K and draws, fails the same claim.
+    proposal = IG.snr_against_num_samples(key, _jitted("iwae"), LOG_JOINT, MEAN, LOG_SCALE, ks,
+                                          NUM_DRAWS)
+    wrong, wrong_se = IG.log_log_slope(proposal.num_samples, proposal.snr[0], proposal.se[0])
+    assert not np.all(wrong - 5 * wrong_se > 0.1)
+
+
 def test_log_log_slope_recovers_a_power_law():
     ks = np.array([1, 4, 16, 64])
     snr = 3.0 * ks[:, None] ** np.array([-0.5, 0.5])
@@ -177,6 +294,15 @@ def test_log_log_slope_recovers_a_power_law():
 
 
 # --- plumbing --------------------------------------------------------------------------------
+
+def test_model_gradient_jit_matches_eager(key):
+    eager = IG.iwae_model_grad(key, model_log_joint, MODEL, MEAN, LOG_SCALE, 4, 200)
+    jitted = _jitted_model()(key, model_log_joint, MODEL, MEAN, LOG_SCALE, 4, 200)
+    assert jax.tree.structure(eager) == jax.tree.structure(MODEL)
+    for e, j, p in zip(jax.tree.leaves(eager), jax.tree.leaves(jitted), jax.tree.leaves(MODEL)):
+        assert e.shape == (200,) + p.shape
+        np.testing.assert_allclose(j, e, rtol=1e-4, atol=1e-5)
+
 
 @pytest.mark.parametrize("name", sorted(ESTIMATORS))
 def test_jit_matches_eager(key, name):
