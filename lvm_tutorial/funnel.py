@@ -10,8 +10,9 @@ $$\mathrm{KL}(p_\theta \,\|\, p^*) = \mathbb E_{x \sim p_\theta}\big[\log p_\the
 
 $x_b$ drawn by reparameterisation, $\widehat{\log p_\theta}$ either $\mathrm{IWAE}_K$ (a lower
 bound: minimising it rewards a loose bound) or SUMO (unbiased; Luo et al., 2020). Training is
-:func:`lvm_tutorial.sumo_training.fit_sumo` with :data:`MATCHING`; this module adds the
-independent evaluation of chapter 7 (:func:`true_reverse_kl`, :func:`train_tracked`).
+:func:`lvm_tutorial.sumo_training.fit_sumo_seeds` with :data:`MATCHING`, many seeds at once;
+this module adds chapter 7's evaluation (:func:`true_reverse_kl`, :func:`train_tracked`, and
+:func:`refit_encoder` for a measurement the trained encoder cannot bias).
 """
 from __future__ import annotations
 
@@ -26,13 +27,13 @@ import optax
 
 from .estimators import IWAE, SUMO, iwae_bound
 from .networks import gaussian_head
-from .sumo_training import DensityMatching, fit_sumo, packed_log_prob
+from .sumo_training import DensityMatching, fit_sumo_seeds, packed_log_prob
 from .targets import funnel_log_prob
 from .vae import VAEParams, latent_model, vae_init, vae_log_weights, vae_sample
 
 __all__ = ["SAMPLER", "MATCHING", "sampler_init", "sample_x", "iwae_log_prob",
            "reverse_kl_iwae_loss", "model_log_prob", "reverse_kl_terms", "true_reverse_kl",
-           "Checkpoint", "evaluate_checkpoint", "Track", "train_tracked"]
+           "Checkpoint", "evaluate_checkpoint", "Track", "run_params", "train_tracked", "refit_encoder"]
 
 DATA_DIM = 2
 #: The sampler as a :class:`~lvm_tutorial.vae.LatentModel` (Gaussian decoder).
@@ -167,34 +168,76 @@ def evaluate_checkpoint(key, params: VAEParams, estimator: SUMO | IWAE, *, num_x
 
 
 class Track(NamedTuple):
-    """:func:`train_tracked`'s record: ``step`` (C,) and a :class:`Checkpoint` of (C,) arrays at
-    each, the per-step training ``loss``, and the parameters at each checkpoint."""
+    """:func:`train_tracked`'s record of ``R`` runs: ``step`` (C,); a :class:`Checkpoint` whose
+    fields are ``(R, C)`` arrays (run, checkpoint); the per-step training ``loss`` ``(R, steps)``;
+    and the parameters at each checkpoint, a list of ``C`` stacked :class:`VAEParams`."""
     step: np.ndarray
     checkpoints: Checkpoint
     loss: np.ndarray
     snapshots: list
 
 
-def train_tracked(key, params: VAEParams, optimizer: optax.GradientTransformation, num_steps: int,
+def run_params(stacked, run: int):
+    """Run ``run``'s parameters from parameters stacked along a leading run axis."""
+    return jax.tree.map(lambda leaf: leaf[run], stacked)
+
+
+def _evaluate_runs(key, stacked, estimator, options) -> list[Checkpoint]:
+    """:func:`evaluate_checkpoint` for each run, each with its own key (one compiled program)."""
+    keys = jax.random.split(key, jax.tree.leaves(stacked)[0].shape[0])
+    return [evaluate_checkpoint(k, run_params(stacked, r), estimator, **options) for r, k in enumerate(keys)]
+
+
+def train_tracked(keys, params: VAEParams, optimizer: optax.GradientTransformation, num_steps: int,
                   num_checkpoints: int, estimator: SUMO | IWAE, *, batch_size: int = 32,
                   num_x: int = 512, eval_samples: int = 2048):
-    """Train with ``estimator`` (``SUMO(m)`` or ``IWAE(K)``, both through
-    :func:`~lvm_tutorial.sumo_training.fit_sumo`) and :func:`evaluate_checkpoint` at the start and
-    after each of ``num_checkpoints`` equal segments. Returns ``(state, Track)``."""
+    """Train ``R`` runs at once with ``estimator`` (``SUMO(m)`` or ``IWAE(K)``), through
+    :func:`~lvm_tutorial.sumo_training.fit_sumo_seeds`, and :func:`evaluate_checkpoint` every run
+    at the start and after each of ``num_checkpoints`` equal segments.
+
+    ``keys`` ``(R,)``: one key per run; ``params``: stacked along a leading axis ``R`` (each run
+    may start elsewhere). Returns ``(state, Track)``, the state stacked the same way.
+    """
     if not isinstance(estimator, (SUMO, IWAE)):
         raise ValueError(f"estimator must be SUMO(...) or IWAE(...), got {estimator!r}")
     if num_checkpoints < 1 or num_steps % num_checkpoints:
         raise ValueError(f"num_steps={num_steps} must split into num_checkpoints={num_checkpoints} equal parts")
     segment = num_steps // num_checkpoints
     options = dict(num_x=num_x, eval_samples=eval_samples)
-    key, eval_key = jax.random.split(key)
-    state, losses, rows, snapshots = None, [], [evaluate_checkpoint(eval_key, params, estimator, **options)], [params]
-    for _ in range(num_checkpoints):
-        key, train_key, eval_key = jax.random.split(key, 3)
-        state, info = fit_sumo(train_key, SAMPLER, params, optimizer, segment, objective=MATCHING,
-                               estimator=estimator, batch_size=batch_size, state=state)
-        losses.append(np.asarray(info.loss))
-        rows.append(evaluate_checkpoint(eval_key, state.params, estimator, **options))
+    root = jax.random.fold_in(keys[0], len(keys))            # the evaluations' own randomness
+    keys = jnp.stack([jax.random.split(k, num_checkpoints) for k in keys])       # (R, C)
+    state, losses, snapshots = None, [], [params]
+    rows = [_evaluate_runs(jax.random.fold_in(root, 0), params, estimator, options)]
+    for c in range(num_checkpoints):
+        state, info = fit_sumo_seeds(keys[:, c], SAMPLER, params, optimizer, segment, objective=MATCHING,
+                                     estimator=estimator, batch_size=batch_size, state=state)
+        losses.append(info.loss)
+        rows.append(_evaluate_runs(jax.random.fold_in(root, c + 1), state.params, estimator, options))
         snapshots.append(state.params)
-    table = Checkpoint(*(np.array(column) for column in zip(*rows)))
-    return state, Track(np.arange(num_checkpoints + 1) * segment, table, np.concatenate(losses), snapshots)
+    table = Checkpoint(*(np.array([[getattr(row[r], field) for row in rows] for r in range(len(keys))])
+                         for field in Checkpoint._fields))
+    return state, Track(np.arange(num_checkpoints + 1) * segment, table, np.concatenate(losses, axis=1),
+                        snapshots)
+
+
+def refit_encoder(keys, params: VAEParams, optimizer: optax.GradientTransformation, num_steps: int,
+                  num_samples: int = 16, *, batch_size: int = 32) -> VAEParams:
+    r"""A fresh encoder for each run's frozen decoder, for an evaluation the trained encoder
+    cannot bias.
+
+    A decoder trained with its own encoder may have learned where that encoder is poor; since
+    $\mathrm{IWAE}$ is a lower bound whatever the encoder, a KL measured with it is low by the
+    encoder's remaining gap. Here a newly initialised encoder (from ``keys`` ``(R,)``) maximises
+    $\mathbb E_{x \sim p_\theta}[\mathrm{IWAE}_K(x)]$ ($K$ = ``num_samples``) on fresh model
+    samples at every step, with the decoder frozen (its updates zeroed by
+    ``optax.multi_transform``). Returns the stacked :class:`VAEParams` (new encoder, same decoder).
+    """
+    hidden = params.encoder[0][0].shape[-1]
+    latent_dim = params.decoder[0][0].shape[-2]
+    fresh = jax.vmap(lambda k: sampler_init(k, latent_dim, hidden).encoder)(keys)
+    frozen = optax.multi_transform({"train": optimizer, "freeze": optax.set_to_zero()},
+                                   VAEParams("train", "freeze"))
+    state, _ = fit_sumo_seeds(jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys), SAMPLER,
+                              VAEParams(fresh, params.decoder), frozen, num_steps, objective=MATCHING,
+                              estimator=IWAE(num_samples), batch_size=batch_size)
+    return state.params

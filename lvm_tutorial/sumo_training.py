@@ -37,11 +37,11 @@ import optax
 
 from .estimators import IWAE, SUMO, sample_num_terms
 from .packed import pack_microbatches, packed_estimates
-from .training import TrainState, init_state, run_steps
+from .training import TrainState, init_state, run_steps, run_steps_vmapped
 from .vae import LatentModel, VAEParams
 
 __all__ = ["DensityEstimation", "DensityMatching", "SumoInfo", "microbatch_grads", "fit_sumo",
-           "packed_log_prob", "draw_lengths", "buffer_rungs"]
+           "fit_sumo_seeds", "packed_log_prob", "draw_lengths", "buffer_rungs", "single_buffer"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -255,6 +255,25 @@ def fit_sumo(key, model: LatentModel, params: VAEParams, optimizer: optax.Gradie
       ``(state, SumoInfo)``.
     """
     num_steps, batch_size = int(num_steps), int(batch_size)
+    _check_arguments(num_steps, batch_size, chunk_size, objective, data, estimator)
+    k_key, noise_key, batch_key = _split3(key)
+    lengths, num_terms = draw_lengths(k_key, estimator, num_steps, batch_size)
+    rungs = _rungs(estimator, lengths, rungs, batch_size)
+    plan = pack_microbatches(lengths, rungs[-1])
+    indices = None
+    if data is not None:
+        indices = _minibatches(batch_key, num_steps, data.shape[0], batch_size)
+    state = init_state(params, optimizer) if state is None else state
+    grad_fn = _PackedGrad(model, objective, estimator, rungs)
+    decoder_losses, encoder_losses = [], []
+    for items, apply, used in _chunks(plan, chunk_size, batch_size):
+        state, (dec, enc) = run_steps(grad_fn, optimizer, state, items, apply, (noise_key, data, indices))
+        decoder_losses.append(np.asarray(dec)[:used])
+        encoder_losses.append(np.asarray(enc)[:used])
+    return state, _info(plan, decoder_losses, encoder_losses, num_steps, num_terms)
+
+
+def _check_arguments(num_steps, batch_size, chunk_size, objective, data, estimator):
     if num_steps < 1:
         raise ValueError(f"num_steps must be at least 1, got {num_steps}")
     if batch_size < 1:
@@ -266,18 +285,14 @@ def fit_sumo(key, model: LatentModel, params: VAEParams, optimizer: optax.Gradie
         raise ValueError("DensityEstimation needs data; DensityMatching draws its own (data=None)")
     if isinstance(estimator, SUMO) and int(estimator.min_terms) < 1:
         raise ValueError(f"min_terms must be at least 1, got {estimator.min_terms}")
-    k_key, noise_key, batch_key = _split3(key)
-    lengths, num_terms = draw_lengths(k_key, estimator, num_steps, batch_size)
-    rungs = _rungs(estimator, lengths, rungs, batch_size)
-    plan = pack_microbatches(lengths, rungs[-1])
-    indices = None
-    if data is not None:
-        if not 1 <= batch_size <= data.shape[0]:
-            raise ValueError(f"batch_size must be in [1, {data.shape[0]}], got {batch_size}")
-        indices = _minibatches(batch_key, num_steps, data.shape[0], batch_size)
-    state = init_state(params, optimizer) if state is None else state
-    grad_fn = _PackedGrad(model, objective, estimator, rungs)
-    # Whole steps per call, so that no gradient is left half-summed between calls.
+    if data is not None and not 1 <= batch_size <= data.shape[0]:
+        raise ValueError(f"batch_size must be in [1, {data.shape[0]}], got {batch_size}")
+
+
+def _chunks(plan, chunk_size: int, batch_size: int):
+    """The plan's micro-batches in calls of ``chunk_size`` items, whole steps per call (no
+    gradient is left half-summed between calls), each padded with empty items (no example, no
+    optimiser step): yields ``(items, apply, number of real items)``."""
     bounds, start, total = [0], 0, len(plan.step)
     while start < total:
         end = min(start + chunk_size, total)
@@ -285,19 +300,100 @@ def fit_sumo(key, model: LatentModel, params: VAEParams, optimizer: optax.Gradie
             end -= 1
         bounds.append(end)
         start = end
-    decoder_losses, encoder_losses = [], []
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         pad = chunk_size - (hi - lo)
         grab = lambda a, fill: np.concatenate([a[lo:hi], np.full((pad,) + a.shape[1:], fill, a.dtype)])
         items = (grab(plan.segment_ids, batch_size), grab(plan.positions, 0),
                  grab(plan.example_weight, 0.0), grab(plan.step, 0), grab(plan.first, 0))
-        state, (dec, enc) = run_steps(grad_fn, optimizer, state, items, grab(plan.last, False),
-                                      (noise_key, data, indices))
-        decoder_losses.append(np.asarray(dec)[:hi - lo])
-        encoder_losses.append(np.asarray(enc)[:hi - lo])
+        yield items, grab(plan.last, False), hi - lo
+
+
+def _info(plan, decoder_losses, encoder_losses, num_steps, num_terms) -> SumoInfo:
+    """Per-step losses: each micro-batch's share summed into its step."""
     loss = np.bincount(plan.step, np.concatenate(decoder_losses), minlength=num_steps)
     encoder_loss = np.bincount(plan.step, np.concatenate(encoder_losses), minlength=num_steps)
-    return state, SumoInfo(loss.astype(np.float32), encoder_loss.astype(np.float32), num_terms)
+    return SumoInfo(loss.astype(np.float32), encoder_loss.astype(np.float32), num_terms)
+
+
+@lru_cache(maxsize=64)
+def single_buffer(estimator: SUMO | IWAE, batch_size: int) -> int:
+    r"""The one buffer size for :func:`fit_sumo_seeds`: of the :func:`buffer_rungs`, the one
+    that minimises the expected slots computed per step, $L \cdot \mathbb E[	ext{micro-batches}]$
+    (under ``vmap`` every item computes the whole buffer)."""
+    rungs = buffer_rungs(estimator, batch_size)
+    if len(rungs) == 1:
+        return rungs[0]
+    lengths, _ = draw_lengths(jax.random.key(0), estimator, 1 << 12, batch_size)
+    # an example longer than the buffer is rare; fit_sumo_seeds enlarges the buffer for it
+    cost = [size * len(pack_microbatches(np.minimum(lengths, size), size).step) for size in rungs]
+    return rungs[int(np.argmin(cost))]
+
+
+def fit_sumo_seeds(keys, model: LatentModel, params: VAEParams, optimizer: optax.GradientTransformation,
+                   num_steps: int, *, objective=DensityEstimation(), estimator: SUMO | IWAE = SUMO(),
+                   data=None, batch_size: int = 32, state: TrainState | None = None,
+                   buffer: int | None = None, chunk_size: int = 128) -> tuple[TrainState, SumoInfo]:
+    r""":func:`fit_sumo` for several runs at once, vectorised over seeds with ``jax.vmap``.
+
+    Run ``r`` is ``fit_sumo(keys[r], model, params[r], ...)``: the same draws of $K$, the same
+    noise and minibatches, equal up to rounding. Every run keeps its own packing plan; a call
+    takes ``chunk_size`` micro-batches of every run (a run with fewer pads with empty ones), so
+    all runs share one compiled program
+    (:func:`~lvm_tutorial.training.run_steps_vmapped`). One buffer of ``buffer`` slots
+    (:func:`single_buffer` by default) replaces the rungs: under ``vmap`` a switch whose branch
+    differs between runs would compute every branch.
+
+    Args:
+      keys: ``(R,)`` PRNG keys, one per run.
+      params: :class:`~lvm_tutorial.vae.VAEParams` whose leaves have a leading axis ``R``
+        (e.g. ``jax.vmap(init)(keys)``), ignored when ``state`` (stacked the same way) is given.
+      The other arguments as :func:`fit_sumo`; ``data`` is shared by all runs.
+
+    Returns:
+      ``(state, SumoInfo)``, each leaf with a leading axis ``R`` (``loss`` ``(R, num_steps)``).
+    """
+    num_steps, batch_size = int(num_steps), int(batch_size)
+    _check_arguments(num_steps, batch_size, chunk_size, objective, data, estimator)
+    runs = len(keys)
+    split = [_split3(k) for k in keys]
+    drawn = [draw_lengths(k_key, estimator, num_steps, batch_size) for k_key, _, _ in split]
+    longest = max(int(lengths.max()) for lengths, _ in drawn)
+    buffer = single_buffer(estimator, batch_size) if buffer is None else int(buffer)
+    buffer = buffer if longest <= buffer else 128 * -(-longest // 128)
+    plans = [pack_microbatches(lengths, buffer) for lengths, _ in drawn]
+    noise_keys = jnp.stack([noise_key for _, noise_key, _ in split])
+    indices = None
+    if data is not None:
+        indices = jnp.stack([_minibatches(b_key, num_steps, data.shape[0], batch_size)
+                             for _, _, b_key in split])
+    state = jax.vmap(lambda p: init_state(p, optimizer))(params) if state is None else state
+    grad_fn = _PackedGrad(model, objective, estimator, (buffer,))
+    chunks = [list(_chunks(plan, chunk_size, batch_size)) for plan in plans]
+    empty = _empty_chunk(chunk_size, buffer, batch_size)
+    decoder_losses, encoder_losses = [[] for _ in range(runs)], [[] for _ in range(runs)]
+    for c in range(max(len(run) for run in chunks)):
+        parts = [run[c] if c < len(run) else empty for run in chunks]
+        items = tuple(np.stack(leaves) for leaves in zip(*(items for items, _, _ in parts)))
+        apply = np.stack([apply for _, apply, _ in parts])
+        state, (dec, enc) = run_steps_vmapped(grad_fn, optimizer, state, items, apply,
+                                              (noise_keys, data, indices), (0, None, 0))
+        dec, enc = np.asarray(dec), np.asarray(enc)
+        for r, (_, _, used) in enumerate(parts):
+            decoder_losses[r].append(dec[r, :used])
+            encoder_losses[r].append(enc[r, :used])
+    infos = [_info(plan, dec, enc, num_steps, terms)
+             for plan, dec, enc, (_, terms) in zip(plans, decoder_losses, encoder_losses, drawn)]
+    num_terms = None if infos[0].num_terms is None else np.stack([i.num_terms for i in infos])
+    return state, SumoInfo(np.stack([i.loss for i in infos]), np.stack([i.encoder_loss for i in infos]),
+                           num_terms)
+
+
+def _empty_chunk(chunk_size: int, buffer: int, batch_size: int):
+    """A call's worth of items with no example in them and no optimiser step."""
+    items = (np.full((chunk_size, buffer), batch_size, np.int32), np.zeros((chunk_size, buffer), np.int32),
+             np.zeros((chunk_size, batch_size), np.float32), np.zeros(chunk_size, np.int32),
+             np.zeros(chunk_size, np.int32))
+    return items, np.zeros(chunk_size, bool), 0
 
 
 @partial(jax.jit, static_argnames=("model", "estimator"))

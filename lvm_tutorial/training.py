@@ -20,7 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-__all__ = ["TrainState", "StepInfo", "init_state", "train_step", "static_value", "run_steps", "fit"]
+__all__ = ["TrainState", "StepInfo", "init_state", "train_step", "static_value", "run_steps",
+           "run_steps_vmapped", "fit"]
 
 
 class TrainState(NamedTuple):
@@ -176,6 +177,28 @@ def run_steps(grad_fn: Callable, optimizer: optax.GradientTransformation, state:
     stacked over the items.
     """
     return _scan(static_value(grad_fn), static_value(optimizer), state, inputs, apply, context)
+
+
+@functools.partial(jax.jit, static_argnames=("grad_fn", "optimizer", "context_axes"))
+def _scan_vmapped(grad_fn, optimizer, states, inputs, apply, context, context_axes):
+    one_run = functools.partial(_scan, grad_fn, optimizer)
+    return jax.vmap(one_run, in_axes=(0, 0, 0, context_axes))(states, inputs, apply, context)
+
+
+def run_steps_vmapped(grad_fn: Callable, optimizer: optax.GradientTransformation, states: TrainState,
+                      inputs, apply: jax.Array | None = None, context=None,
+                      context_axes=0) -> tuple[TrainState, object]:
+    """:func:`run_steps` for ``R`` independent runs at once (seeds), vectorised with ``jax.vmap``.
+
+    ``states``, ``inputs`` and ``apply`` carry a leading axis of size ``R``; ``context_axes``
+    says which leaves of ``context`` do too (``0``) and which all runs share (``None``), as
+    ``vmap``'s ``in_axes`` (a tuple for a tuple context, e.g. ``(0, None, 0)``). All runs step
+    together, one compiled program for all of them: run ``r`` equals ``run_steps`` on its own
+    slices up to rounding. Under ``vmap`` a ``lax.cond`` or ``lax.switch`` whose predicate
+    differs between runs evaluates every branch, so give ``grad_fn`` one code path per item.
+    """
+    return _scan_vmapped(static_value(grad_fn), static_value(optimizer), states, inputs, apply,
+                         context, context_axes)
 
 
 class _LossGrad(NamedTuple):

@@ -139,6 +139,43 @@ def test_results_do_not_depend_on_buffers_or_chunks(options):
     assert largest_difference(base.params, third.params) > 1e-3
 
 
+@pytest.mark.parametrize("estimator", [SUMO(2), IWAE(3)])
+def test_seeds_trained_at_once_equal_separate_runs(estimator):
+    """fit_sumo_seeds (vmapped, one buffer, padded plans) against fit_sumo per seed, which
+    packs into other buffers: equal up to rounding; one program for all seeds, none new for
+    other seeds; negative control: the runs themselves differ."""
+    keys = jax.random.split(jax.random.key(11), 3)
+    params = jax.vmap(lambda k: F.sampler_init(k, latent_dim=4, hidden=16))(keys)
+    run = lambda keys: S.fit_sumo_seeds(keys, F.SAMPLER, params, optax.adam(1e-2), 30,
+                                        objective=F.MATCHING, estimator=estimator, batch_size=5,
+                                        chunk_size=16)
+    many, info = run(keys)
+    for r in range(3):
+        one, one_info = S.fit_sumo(keys[r], F.SAMPLER, F.run_params(params, r), optax.adam(1e-2), 30,
+                                   objective=F.MATCHING, estimator=estimator, batch_size=5,
+                                   chunk_size=16)
+        assert_trees_close(F.run_params(many.params, r), one.params, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(info.loss[r], one_info.loss, rtol=1e-4, atol=1e-3)
+        if isinstance(estimator, SUMO):
+            np.testing.assert_array_equal(info.num_terms[r], one_info.num_terms)
+    assert largest_difference(F.run_params(many.params, 0), F.run_params(many.params, 1)) > 1e-2
+    with count_compilations() as again:
+        run(jax.random.split(jax.random.key(12), 3))
+    assert again.count <= 2, again.count      # key handling only: the training scan is reused
+
+
+def test_seeds_trained_at_once_on_data_take_their_own_minibatches():
+    keys = jax.random.split(jax.random.key(13), 2)
+    params = jax.vmap(lambda k: vae_init(k, 6, 3, (8,), "bernoulli"))(keys)
+    data = jnp.asarray(DIGITS_DATA)
+    many, _ = S.fit_sumo_seeds(keys, DIGITS, params, optax.adam(1e-2), 6, estimator=SUMO(2), data=data,
+                               batch_size=5)
+    for r in range(2):
+        one, _ = S.fit_sumo(keys[r], DIGITS, F.run_params(params, r), optax.adam(1e-2), 6,
+                            estimator=SUMO(2), data=data, batch_size=5)
+        assert_trees_close(F.run_params(many.params, r), one.params, rtol=1e-4, atol=1e-6)
+
+
 def test_continuing_and_equal_configurations_compile_nothing_new():
     key = jax.random.key(7)
     run = lambda k, state=None, optimizer=optax.adam(1e-3): S.fit_sumo(
