@@ -195,3 +195,16 @@ def test_sweep_values_of_a_log_slider_are_spread_on_the_log_scale():
 def test_an_unsupported_control_is_refused():
     with pytest.raises(TypeError, match="no sweep for a Text control"):
         plotting.sweep_values(widgets.Text(value="a"))
+
+
+def test_the_live_control_redraws_when_moved():
+    """The widget stays live: moving a control calls the drawing function with the new
+    setting (in Jupyter the Output widget shows that figure)."""
+    calls, sliders = [], controls()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "FigureCanvasAgg is non-interactive")
+        plotting.explorer(make_draw(calls), num_values=2, dpi=20, **sliders)
+        calls.clear()
+        sliders["shift"].value = -0.75
+        sliders["spread"].value = 4
+    assert calls == [{"shift": -0.75, "spread": 2}, {"shift": -0.75, "spread": 4}]
