@@ -14,7 +14,8 @@ Modules, one topic each:
 - :mod:`~lvm_tutorial.training`: the one training scan (``fit``); :mod:`~lvm_tutorial.data`: data sets.
 - :mod:`~lvm_tutorial.packed`: SUMO and IWAE of many examples packed into flat buffers;
   :mod:`~lvm_tutorial.sumo_training`: the exact SUMO trainer for any ``LatentModel``, on data or
-  on a target density.
+  on a target density; :mod:`~lvm_tutorial.sharding`: data parallelism across devices (a mesh,
+  SUMO's examples balanced over it).
 - Chapter topics, one module each: :mod:`~lvm_tutorial.importance` (prior sampling, ch. 1-2),
   :mod:`~lvm_tutorial.inference` (variational and amortised inference, ch. 3),
   :mod:`~lvm_tutorial.discrete` (score function for a categorical latent, ch. 4),
@@ -27,7 +28,8 @@ Modules, one topic each:
 """
 from . import (compilation, data, digits, discrete, distributions, estimators, exercises, funnel,
                gradients, importance, inference, iwae_gradients, linear_gaussian, networks, packed,
-               plotting, report, roulette, runtime, sumo_training, targets, training, vae)
+               plotting, report, roulette, runtime, sharding, sumo_training, targets, training,
+               vae)
 from .data import TRUE_MIXTURE, Mixture, load_digits_binary, make_moons
 from .distributions import (diag_normal_entropy, diag_normal_log_prob, diag_normal_sample,
                             mixture_log_prob, mixture_posterior, mixture_sample)
@@ -41,6 +43,7 @@ from .networks import gaussian_head, mlp_apply, mlp_init
 from .report import format_bound, format_estimate, format_mean, format_quantiles
 from .runtime import describe_runtime
 from .targets import FUNNEL_SCALE, funnel_log_prob, funnel_sample
+from .sharding import data_mesh
 from .sumo_training import DensityEstimation, DensityMatching, fit_sumo, packed_log_prob
 from .training import TrainState, fit, init_state, run_steps, train_step
 from .vae import (LatentModel, VAEParams, encode, iwae_loss, latent_model, vae_init,

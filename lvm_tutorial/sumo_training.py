@@ -34,10 +34,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from .estimators import IWAE, SUMO, sample_num_terms
 from .packed import pack_microbatches, packed_estimates
-from .training import TrainState, init_state, run_steps, run_steps_vmapped
+from .sharding import DATA_AXIS, LoadBalance, assign_examples, load_balance, pack_per_device
+from .training import TrainState, init_state, run_steps, run_steps_sharded, run_steps_vmapped
 from .vae import LatentModel, VAEParams
 
 __all__ = ["DensityEstimation", "DensityMatching", "SumoInfo", "microbatch_grads", "fit_sumo",
@@ -137,7 +139,9 @@ class _PackedGrad(NamedTuple):
 
     Its buffer holds ``rungs[-1]`` slots, filled from the front; the gradient is computed on the
     first ``r`` of them, ``r`` the smallest rung that holds the filled slots (``lax.switch``:
-    only that branch runs), so a step that needs 260 slots does not pay for 512.
+    only that branch runs), so a step that needs 260 slots does not pay for 512. Seat $i$ holds
+    example ``first + i`` of the step, or, when ``first`` is a vector (one device's share of a
+    sharded plan, :func:`~lvm_tutorial.sharding.pack_per_device`), example ``first[i]``.
     """
     model: LatentModel
     objective: object
@@ -148,13 +152,13 @@ class _PackedGrad(NamedTuple):
         segment_ids, positions, example_weight, step, first = item
         noise_key, data, indices = context
         batch = example_weight.shape[0]
-        examples = first + jnp.arange(batch)
+        examples = first + jnp.arange(batch) if jnp.ndim(first) == 0 else first
         keys = _example_keys(noise_key, step, examples)
         latent_dim = params.decoder[0][0].shape[0]
         if isinstance(self.objective, DensityMatching):
             x_or_keys = jax.vmap(jax.random.fold_in, (0, None))(keys, 0)
         else:
-            x_or_keys = data[indices[step, jnp.minimum(examples, batch - 1)]]
+            x_or_keys = data[indices[step, jnp.minimum(examples, indices.shape[1] - 1)]]
 
         def on_slots(size):
             def grads(segment_ids, positions):
@@ -173,10 +177,12 @@ class _PackedGrad(NamedTuple):
 
 class SumoInfo(NamedTuple):
     """Per step: ``loss`` the decoder's objective, ``encoder_loss`` the encoder's, and
-    ``num_terms`` the $K$ of every example ``(steps, B)`` (None for IWAE)."""
+    ``num_terms`` the $K$ of every example ``(steps, B)`` (None for IWAE); ``load`` the work of
+    each device (:class:`~lvm_tutorial.sharding.LoadBalance`, None without a mesh)."""
     loss: np.ndarray
     encoder_loss: np.ndarray
     num_terms: np.ndarray | None
+    load: LoadBalance | None = None
 
 
 @partial(jax.jit, static_argnames=("num_steps", "batch_size", "tail"))
@@ -230,7 +236,8 @@ _split3 = jax.jit(lambda key: tuple(jax.random.split(key, 3)))
 def fit_sumo(key, model: LatentModel, params: VAEParams, optimizer: optax.GradientTransformation,
              num_steps: int, *, objective=DensityEstimation(), estimator: SUMO | IWAE = SUMO(),
              data=None, batch_size: int = 32, state: TrainState | None = None,
-             rungs: tuple[int, ...] | None = None, chunk_size: int = 128) -> tuple[TrainState, SumoInfo]:
+             rungs: tuple[int, ...] | None = None, chunk_size: int = 128,
+             mesh: jax.sharding.Mesh | None = None, balance: bool = True) -> tuple[TrainState, SumoInfo]:
     r"""Train ``model`` with exact SUMO (or IWAE): every example of every step gets its own
     $K$ and all its $m + K$ samples, no cap.
 
@@ -250,20 +257,31 @@ def fit_sumo(key, model: LatentModel, params: VAEParams, optimizer: optax.Gradie
         changes the results beyond rounding. One program is compiled per pair, and one more only
         for an example whose $m + K$ alone exceeds the largest rung (for the default tail and
         $B = 32$, $P(K > 380)$ is about $10^{-17}$ per example).
+      mesh: a one-axis mesh of $D$ devices (:func:`~lvm_tutorial.sharding.data_mesh`), or None
+        for one device. With a mesh each step's examples are split over the devices, $B / D$
+        each (``batch_size`` a multiple of $D$), the parameters replicated, and the gradients
+        summed across devices before each optimiser step
+        (:func:`~lvm_tutorial.training.run_steps_sharded`); the rungs are then those of
+        $B / D$ examples. balance: assign the examples so as to even out the slots per device
+        (:func:`~lvm_tutorial.sharding.assign_examples`), else contiguously. The results
+        equal those without a mesh up to rounding, whatever the assignment.
 
     Returns:
-      ``(state, SumoInfo)``.
+      ``(state, SumoInfo)``; with a mesh, ``info.load`` measures the work per device.
     """
     num_steps, batch_size = int(num_steps), int(batch_size)
     _check_arguments(num_steps, batch_size, chunk_size, objective, data, estimator)
     k_key, noise_key, batch_key = _split3(key)
     lengths, num_terms = draw_lengths(k_key, estimator, num_steps, batch_size)
-    rungs = _rungs(estimator, lengths, rungs, batch_size)
-    plan = pack_microbatches(lengths, rungs[-1])
     indices = None
     if data is not None:
         indices = _minibatches(batch_key, num_steps, data.shape[0], batch_size)
     state = init_state(params, optimizer) if state is None else state
+    if mesh is not None:
+        return _fit_sharded(mesh, balance, model, objective, estimator, optimizer, state, lengths,
+                            num_terms, rungs, chunk_size, (noise_key, data, indices))
+    rungs = _rungs(estimator, lengths, rungs, batch_size)
+    plan = pack_microbatches(lengths, rungs[-1])
     grad_fn = _PackedGrad(model, objective, estimator, rungs)
     decoder_losses, encoder_losses = [], []
     for items, apply, used in _chunks(plan, chunk_size, batch_size):
@@ -271,6 +289,30 @@ def fit_sumo(key, model: LatentModel, params: VAEParams, optimizer: optax.Gradie
         decoder_losses.append(np.asarray(dec)[:used])
         encoder_losses.append(np.asarray(enc)[:used])
     return state, _info(plan, decoder_losses, encoder_losses, num_steps, num_terms)
+
+
+def _fit_sharded(mesh, balance, model, objective, estimator, optimizer, state, lengths, num_terms,
+                 rungs, chunk_size, context) -> tuple[TrainState, SumoInfo]:
+    """:func:`fit_sumo`'s loop on a mesh: each device packs its own examples."""
+    if mesh.axis_names != (DATA_AXIS,):
+        raise ValueError(f"mesh must have the one axis {DATA_AXIS!r}, got {mesh.axis_names}")
+    num_steps, batch_size = lengths.shape
+    assignment = assign_examples(lengths, mesh.size, balance)
+    seats = assignment.shape[2]
+    rungs = _rungs(estimator, lengths, rungs, seats)
+    plan = pack_per_device(lengths, assignment, rungs[-1])
+    grad_fn = _PackedGrad(model, objective, estimator, rungs)
+    context = jax.device_put(context, NamedSharding(mesh, P()))       # copied once, not per call
+    decoder_losses, encoder_losses = [], []
+    for items, apply, used in _chunks(plan, chunk_size, seats):
+        segment_ids, positions, example_weight, step, first = items
+        step = np.broadcast_to(step[:, None], first.shape[:2])       # every leaf (T, D, ...)
+        state, (dec, enc) = run_steps_sharded(grad_fn, optimizer, state, (
+            segment_ids, positions, example_weight, step, first), apply, context, mesh=mesh)
+        decoder_losses.append(np.asarray(dec)[:used])
+        encoder_losses.append(np.asarray(enc)[:used])
+    info = _info(plan, decoder_losses, encoder_losses, num_steps, num_terms)
+    return state, info._replace(load=load_balance(lengths, assignment, plan, rungs))
 
 
 def _check_arguments(num_steps, batch_size, chunk_size, objective, data, estimator):

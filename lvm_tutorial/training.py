@@ -19,9 +19,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 __all__ = ["TrainState", "StepInfo", "init_state", "train_step", "static_value", "run_steps",
-           "run_steps_vmapped", "fit"]
+           "run_steps_vmapped", "run_steps_sharded", "fit"]
 
 
 class TrainState(NamedTuple):
@@ -79,6 +80,8 @@ def _value_key(obj, path: tuple = ()):
         return (type(obj), tuple(key(item) for item in obj))
     if isinstance(obj, dict):
         return (dict, tuple(sorted((repr(k), key(v)) for k, v in obj.items())))
+    if isinstance(obj, jax.sharding.Mesh):                  # equal devices and axes: one program
+        return ("mesh", obj)
     if isinstance(obj, (np.ndarray, np.generic, jax.Array)):
         try:
             if jax.dtypes.issubdtype(obj.dtype, jax.dtypes.prng_key):   # a typed key: its bits
@@ -201,14 +204,72 @@ def run_steps_vmapped(grad_fn: Callable, optimizer: optax.GradientTransformation
                          context, context_axes)
 
 
+class _DeviceSum(NamedTuple):
+    """``grad_fn`` on one device's share of an item, its gradients and info summed over the
+    mesh axis ``axis`` (``psum``): every device then holds the whole item's sums."""
+    grad_fn: Callable
+    axis: str
+
+    def __call__(self, params, item, context):
+        return jax.lax.psum(self.grad_fn(params, item, context), self.axis)
+
+
+@functools.partial(jax.jit, static_argnames=("grad_fn", "optimizer", "mesh"))
+def _scan_sharded(grad_fn, optimizer, mesh, state, inputs, apply, context):
+    axis, = mesh.axis_names
+    split = P(None, axis)
+
+    def on_one_device(state, inputs, apply, context):      # inputs (T, 1, ...): this device's
+        inputs = jax.tree.map(lambda a: a[:, 0], inputs)
+        return _scan(static_value(_DeviceSum(grad_fn.fn, axis)), optimizer, state, inputs, apply,
+                     context)
+
+    return jax.shard_map(on_one_device, mesh=mesh, in_specs=(P(), split, P(), P()),
+                         out_specs=(P(), P()))(state, inputs, apply, context)
+
+
+def run_steps_sharded(grad_fn: Callable, optimizer: optax.GradientTransformation, state: TrainState,
+                      inputs, apply: jax.Array | None = None, context=None, *,
+                      mesh: jax.sharding.Mesh) -> tuple[TrainState, object]:
+    r""":func:`run_steps` with every item split over the devices of a one-axis ``mesh``.
+
+    Data parallel: every leaf of ``inputs`` is ``(T, D, ...)``, $D$ the mesh's size, and device
+    $d$ computes ``grad_fn(params, item[:, d], context)`` on its share; the gradients (and the
+    info) are summed over the devices, $g = \sum_d g_d$ (``jax.lax.psum`` inside
+    ``jax.shard_map``), and every device applies the same optimiser step to its copy of the
+    parameters, which therefore stay replicated. ``state``, ``apply`` and ``context`` are
+    replicated on every device (placed there by this function; arrays already placed so are
+    not copied). Returns ``(state, info)``, the state replicated, ``info`` summed over devices
+    and stacked over the items. One program per ``grad_fn``, optimiser (compared by value),
+    mesh and shapes.
+    """
+    axis, = mesh.axis_names
+    state, apply, context = jax.device_put((state, apply, context), NamedSharding(mesh, P()))
+    inputs = jax.device_put(inputs, NamedSharding(mesh, P(None, axis)))
+    return _scan_sharded(static_value(grad_fn), static_value(optimizer), mesh, state, inputs, apply,
+                         context)
+
+
+def _split_leading_axis(tree, mesh: jax.sharding.Mesh):
+    """Ask the compiler to split every leaf's leading axis over the mesh's one axis."""
+    axis, = mesh.axis_names
+    sharding = NamedSharding(mesh, P(axis))
+    explicit = mesh.axis_types[0] == jax.sharding.AxisType.Explicit
+    place = jax.sharding.reshard if explicit else jax.lax.with_sharding_constraint
+    return jax.tree.map(lambda a: place(a, sharding), tree)
+
+
 class _LossGrad(NamedTuple):
-    """:func:`fit`'s ``grad_fn``: the batch ``data[indices]`` (or all of ``data``), then
-    :func:`train_step`'s gradient and info."""
+    """:func:`fit`'s ``grad_fn``: the batch ``data[indices]`` (or all of ``data``), split over
+    the devices of ``mesh`` if one is given, then :func:`train_step`'s gradient and info."""
     loss_fn: Callable
+    mesh: jax.sharding.Mesh | None = None
 
     def __call__(self, params, item, data):
         key, idx = item
         batch = data if idx is None else jax.tree.map(lambda a: a[idx], data)
+        if self.mesh is not None:
+            batch = _split_leading_axis(batch, self.mesh)
         loss, grads = jax.value_and_grad(self.loss_fn)(params, key, batch)
         return grads, StepInfo(loss, optax.tree.norm(grads))
 
@@ -220,7 +281,8 @@ def _minibatch_indices(key, num_steps: int, num_data: int, batch_size: int) -> j
 
 
 def fit(key, loss_fn: Callable, params, optimizer: optax.GradientTransformation, num_steps: int,
-        data=None, batch_size: int | None = None, state: TrainState | None = None):
+        data=None, batch_size: int | None = None, state: TrainState | None = None,
+        mesh: jax.sharding.Mesh | None = None):
     """Train for ``num_steps`` steps and return ``(state, info)`` with per-step ``info`` arrays.
 
     Args:
@@ -232,6 +294,12 @@ def fit(key, loss_fn: Callable, params, optimizer: optax.GradientTransformation,
       data: ``None`` (the loss draws its own batch from its key) or an array of examples along
         axis 0, from which each step takes ``batch_size`` without replacement (the whole array
         when ``batch_size`` is ``None``).
+      mesh: None (one device), or a one-axis mesh of $D$ devices
+        (:func:`~lvm_tutorial.sharding.data_mesh`): each step's batch is split over them along
+        its first axis ($D$ must divide it) and the rest left to the compiler (``jit`` with
+        shardings: the parameters and ``data`` replicated, the gradient's sum over the batch
+        becomes a sum across devices). The same computation, so the same results up to
+        rounding, random draws included (``jax_threefry_partitionable``).
     """
     if int(num_steps) < 1:
         raise ValueError(f"num_steps must be at least 1, got {num_steps}")
@@ -244,4 +312,13 @@ def fit(key, loss_fn: Callable, params, optimizer: optax.GradientTransformation,
         if not 1 <= batch_size <= num_data:
             raise ValueError(f"batch_size must be in [1, {num_data}], got {batch_size}")
         indices = _minibatch_indices(batch_key, num_steps, num_data, batch_size)
-    return run_steps(_LossGrad(loss_fn), optimizer, state, (keys, indices), context=data)
+    if mesh is not None:
+        if data is None:
+            raise ValueError("a mesh splits the data's batch over devices: give data")
+        num_data = jax.tree.leaves(data)[0].shape[0]
+        if (batch_size or num_data) % mesh.size:
+            raise ValueError(f"the batch of {batch_size or num_data} examples must split evenly "
+                             f"over {mesh.size} devices")
+        state, keys, indices, data = jax.device_put((state, keys, indices, data),
+                                                    NamedSharding(mesh, P()))
+    return run_steps(_LossGrad(loss_fn, mesh), optimizer, state, (keys, indices), context=data)
