@@ -73,7 +73,6 @@ RAW_MATH = re.compile(
 # plotting.explorer, then removes its page here; an entry for a page with players fails).
 PENDING_PLAYERS = {
     "book/05_iwae.html": "chapter 5's rewrite (helper F)",
-    "book/07_funnel.html": "chapter 7's rewrite (the lead)",
 }
 INTERACTIVE_CODE = r"\b(?:interact|interactive|explorer)\s*\("
 PLAYER = "div.animation:has(input.anim-slider)"
