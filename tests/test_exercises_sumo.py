@@ -1,8 +1,15 @@
 """Chapter 6's checkers: the reference passes, each known mistake gets its hint."""
 import jax.numpy as jnp
 
-from lvm_tutorial.estimators import iwae_bounds, tail_survival
-from lvm_tutorial.exercises.sumo import check_roulette_sum, check_sumo
+import pytest
+
+from lvm_tutorial.estimators import Tail, expected_num_terms, iwae_bounds, tail_survival
+from lvm_tutorial.exercises.sumo import (
+    check_roulette_sum,
+    check_sumo,
+    check_tail_rate,
+    tail_rate_for_budget,
+)
 
 
 def _stub(*args):
@@ -49,3 +56,33 @@ def test_sumo_checker():
         feedback = check_sumo(fn)
         assert not feedback.passed and hint in feedback.message, (hint, feedback)
     assert "NotImplementedError" in check_sumo(_stub).message
+
+
+def test_tail_rate_meets_the_budget_of_the_package_tail():
+    """The rate it returns, put back into the closed-form E[K], spends exactly the budget."""
+    for budget, m, alpha in [(10.078, 5, 80), (12.0, 5, 80), (6.0, 2, 20)]:
+        b = tail_rate_for_budget(budget, m, alpha)
+        assert 0.0 < b < 1.0
+        assert abs(m + expected_num_terms(Tail(alpha, b)) - budget) < 1e-9
+    assert abs(tail_rate_for_budget(5 + expected_num_terms(), 5) - Tail().b) < 1e-12
+    with pytest.raises(ValueError):
+        tail_rate_for_budget(9.9, 5, 80)          # 5 + H_79 = 9.95: no room for a tail
+
+
+def test_tail_rate_checker():
+    assert check_tail_rate(tail_rate_for_budget).passed
+
+    def harmonic(alpha):
+        return sum(1.0 / k for k in range(1, alpha))
+
+    wrong = {
+        "subtract the m fixed terms": lambda B, m, a: 1 / (a * (B - harmonic(a))),
+        "H_{alpha-1}); from alpha on": lambda B, m, a: 1 / (a * (B - m - harmonic(a + 1))),
+        "not 1/b": lambda B, m, a: 1 / (B - m - harmonic(a)),
+        "E[K] includes the head": lambda B, m, a: 1 / (a * (B - m)),
+        "that is 1/b": lambda B, m, a: a * (B - m - harmonic(a)),
+    }
+    for hint, fn in wrong.items():
+        feedback = check_tail_rate(fn)
+        assert not feedback.passed and hint in feedback.message, (hint, feedback)
+    assert "NotImplementedError" in check_tail_rate(_stub).message

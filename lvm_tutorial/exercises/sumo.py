@@ -3,8 +3,12 @@
 - :func:`check_roulette_sum`: $\\sum_{k=1}^{K} a_k / P(K \\ge k)$ for one draw of $K$.
 - :func:`check_sumo`: SUMO from one example's log-weights, a number of terms $K$ and the
   minimum $m$, with the weights $1/P(K \\ge j)$ of :func:`lvm_tutorial.estimators.tail_survival`.
+- :func:`check_tail_rate`: a design exercise, the geometric rate $b$ of SUMO's tail that meets a
+  budget of expected samples, $m + H_{\\alpha-1} + 1/(\\alpha b) = B$.
 """
 from __future__ import annotations
+
+import math
 
 import jax
 import jax.numpy as jnp
@@ -12,9 +16,9 @@ import numpy as np
 
 from ..estimators import iwae_bounds, sumo_from_log_weights, tail_survival
 from ..roulette import geometric_survival, roulette_sum
-from ._core import Feedback, compare
+from ._core import Feedback, compare, match_suspect
 
-__all__ = ["check_roulette_sum", "check_sumo"]
+__all__ = ["check_roulette_sum", "check_sumo", "check_tail_rate", "tail_rate_for_budget"]
 
 
 def _roulette_cases():
@@ -98,3 +102,53 @@ def check_sumo(sumo_fn) -> Feedback:
     reference = jax.jit(sumo_from_log_weights, static_argnums=2)        # one compile per shape
     return compare(sumo_fn, reference, _sumo_cases(), _diagnose_sumo,
                    success="your SUMO matches lvm_tutorial.sumo_from_log_weights, past K = 80 too.")
+
+
+def tail_rate_for_budget(budget: float, min_terms: int, alpha: int = 80) -> float:
+    r"""The rate $b$ of SUMO's geometric tail that spends ``budget`` samples on average.
+
+    With $P(K \ge k) = 1/k$ below $\alpha$ and $\frac1\alpha (1-b)^{k-\alpha}$ from $\alpha$ on,
+    $\mathbb E[K] = H_{\alpha-1} + 1/(\alpha b)$ (:func:`lvm_tutorial.estimators.expected_num_terms`),
+    so $m + \mathbb E[K] = B$ gives
+
+    $$b = \frac{1}{\alpha\,(B - m - H_{\alpha-1})}.$$
+
+    A ``ValueError`` when the budget does not exceed $m + H_{\alpha-1}$ (the head of the tail
+    alone spends that much) or $b$ would leave $(0, 1)$.
+    """
+    head = math.fsum(1.0 / k for k in range(1, int(alpha)))                  # H_{alpha-1}
+    room = float(budget) - int(min_terms) - head
+    if room <= 1.0 / alpha:
+        raise ValueError(f"a budget of {budget} samples leaves {room:.3g} for the geometric part; "
+                         f"it needs more than 1/alpha = {1.0 / alpha:.3g}")
+    return 1.0 / (alpha * room)
+
+
+def _tail_rate_cases():
+    return [(10.078, 5, 80), (12.0, 5, 80), (20.0, 10, 80), (6.0, 2, 20)]
+
+
+def _diagnose_tail_rate(got, want, args):
+    budget, m, alpha = args
+    harmonic = sum(1.0 / k for k in range(1, alpha))
+    suspects = [
+        (1.0 / (alpha * (budget - harmonic)),
+         "the budget counts all m + K samples: subtract the m fixed terms before the tail's share."),
+        (1.0 / (alpha * (budget - m - harmonic - 1.0 / alpha)),
+         "the head sums 1/k for k = 1, ..., alpha - 1 (H_{alpha-1}); from alpha on the tail is "
+         "geometric, and its sum 1/(alpha b) already counts P(K >= alpha)."),
+        (1.0 / (budget - m - harmonic),
+         "the geometric part contributes 1/(alpha b), not 1/b: it starts at P(K >= alpha) = 1/alpha."),
+        (1.0 / (alpha * (budget - m)),
+         "E[K] includes the head: H_{alpha-1} = sum of 1/k for k < alpha, about 4.95 for alpha = 80."),
+        (alpha * (budget - m - harmonic),
+         "that is 1/b: solve 1/(alpha b) = B - m - H_{alpha-1} for b."),
+    ]
+    return match_suspect(got, suspects, rtol=1e-3, atol=1e-6)
+
+
+def check_tail_rate(rate_fn) -> Feedback:
+    """``rate_fn(budget, min_terms, alpha)``: the rate b with m + E[K] = budget (a float)."""
+    return compare(rate_fn, tail_rate_for_budget, _tail_rate_cases(), _diagnose_tail_rate,
+                   rtol=1e-3, atol=1e-6,
+                   success="your rate meets the budget: m + E[K] equals B for each case.")
