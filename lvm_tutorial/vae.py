@@ -4,7 +4,9 @@ Notation: $\theta$ for the decoder (generative model), $\phi$ for the encoder, a
 Both are diagonal Gaussians by default; ``likelihood="bernoulli"`` makes the decoder output
 logits for binary data. ``vae_log_weights`` gives the importance log-weights
 $\log w_k = \log p_\theta(x \mid z_k) + \log p(z_k) - \log q_\phi(z_k \mid x)$, from which
-:mod:`lvm_tutorial.estimators` builds the ELBO, IWAE and SUMO.
+:mod:`lvm_tutorial.estimators` builds the ELBO, IWAE and SUMO. ``kl_to_standard_normal``,
+``unit_activity`` and ``active_units`` measure posterior collapse: which latent units the
+encoder leaves at the prior.
 """
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ from .estimators import iwae_bound
 from .networks import gaussian_head, mlp_apply, mlp_init
 
 __all__ = ["VAEParams", "LatentModel", "latent_model", "vae_init", "encode", "decoder_log_prob",
-           "vae_log_weights", "iwae_loss", "vae_sample"]
+           "vae_log_weights", "iwae_loss", "vae_sample", "kl_to_standard_normal", "unit_activity",
+           "active_units"]
 
 LIKELIHOODS = ("gaussian", "bernoulli")
 
@@ -125,3 +128,56 @@ def vae_sample(key, params: VAEParams, num_samples: int, likelihood: str = "gaus
         return diag_normal_sample(x_key, mean, log_scale), z
     logits = mlp_apply(params.decoder, z)
     return jax.random.bernoulli(x_key, jax.nn.sigmoid(logits)).astype(logits.dtype), z
+
+
+def kl_to_standard_normal(mean: jax.Array, log_scale: jax.Array) -> jax.Array:
+    r"""Each unit's $\mathrm{KL}\big(\mathcal N(\mu_u, \sigma_u^2) \,\|\, \mathcal N(0, 1)\big)$.
+
+    $$\mathrm{KL}_u = \tfrac12\big(\mu_u^2 + \sigma_u^2 - 1\big) - \log\sigma_u ,$$
+
+    summed over $u$ the KL term of the ELBO's reconstruction $-$ KL form,
+    $\mathcal L = \mathbb E_q[\log p_\theta(x \mid z)] - \mathrm{KL}(q_\phi(z \mid x) \,\|\, p(z))$
+    (Kingma & Welling, 2014, appendix B). Written with ``expm1`` so that a unit at the prior
+    ($\mu = 0$, $\log\sigma \approx 0$) gives a small KL without cancellation.
+
+    Args:
+      mean, log_scale: $\mu$ and $\log\sigma$, ``(..., d)``.
+
+    Returns:
+      ``(..., d)``, non-negative.
+    """
+    mean, log_scale = jnp.asarray(mean), jnp.asarray(log_scale)
+    if mean.shape != log_scale.shape:
+        raise ValueError(f"mean and log_scale must have one shape, got {mean.shape} and "
+                         f"{log_scale.shape}")
+    return 0.5 * (mean**2 + jnp.expm1(2.0 * log_scale)) - log_scale
+
+
+def unit_activity(means: jax.Array) -> jax.Array:
+    r"""Burda et al. (2016)'s activity of each latent unit, $A_u = \mathrm{Cov}_x\big(\mathbb E_{q(z \mid x)}[z_u]\big)$.
+
+    $$A_u = \frac{1}{N - 1} \sum_{n=1}^{N} \big(\mu_u(x_n) - \bar\mu_u\big)^2,
+      \qquad \bar\mu_u = \frac1N \sum_n \mu_u(x_n):$$
+
+    how much the encoder's mean for unit $u$ moves with the data. A collapsed unit, whose
+    $q(z_u \mid x)$ is the same for every $x$, has $A_u = 0$ whatever that common $q$ is. It is
+    the variance of the *means*, not of sampled $z$: a sampled collapsed unit still varies, by
+    its posterior's own spread.
+
+    Args:
+      means: ``(N, d)``, the encoder means $\mu_\phi(x_n)$ of $N \ge 2$ data points.
+
+    Returns:
+      ``(d,)``.
+    """
+    means = jnp.asarray(means)
+    if means.ndim != 2 or means.shape[0] < 2:
+        raise ValueError(f"means must be (N, d) with N >= 2, got shape {means.shape}")
+    return jnp.var(means, axis=0, ddof=1)
+
+
+def active_units(means: jax.Array, threshold: float = 1e-2) -> jax.Array:
+    r"""The number of units with $A_u >$ ``threshold`` (:func:`unit_activity`; Burda et al.,
+    2016, count a unit as active when $A_u > 10^{-2}$). ``means`` ``(N, d)``; returns an
+    integer scalar."""
+    return jnp.sum(unit_activity(means) > threshold)
