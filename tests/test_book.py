@@ -140,7 +140,7 @@ def test_the_estimate_check_catches_false_precision():
 
 # Chapters whose interactive cell their owners move to plotting.explorer (the same pages as
 # PENDING_PLAYERS in tools/browser_check.py); an entry whose chapter has moved fails.
-PENDING_EXPLORER = {"05_iwae.ipynb"}
+PENDING_EXPLORER: set = set()
 BARE_WIDGET = re.compile(r"\bwidgets\.interact(?:ive)?\s*\(")
 
 

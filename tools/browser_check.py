@@ -71,9 +71,7 @@ RAW_MATH = re.compile(
 )
 # Pages whose interactive cell has no kernel-free player yet (each chapter's owner adopts
 # plotting.explorer, then removes its page here; an entry for a page with players fails).
-PENDING_PLAYERS = {
-    "book/05_iwae.html": "chapter 5's rewrite (helper F)",
-}
+PENDING_PLAYERS: dict[str, str] = {}
 INTERACTIVE_CODE = r"\b(?:interact|interactive|explorer)\s*\("
 PLAYER = "div.animation:has(input.anim-slider)"
 SKIPPED_DIRS = {
