@@ -31,10 +31,11 @@ __all__ = ["DATA_AXIS", "data_mesh", "assign_examples", "pack_per_device", "Load
 DATA_AXIS = "data"
 
 
-def data_mesh(num_devices: int | None = None) -> jax.sharding.Mesh:
-    """A one-axis mesh named ``"data"`` over the first ``num_devices`` of ``jax.devices()`` (all
-    of them by default): the batch axis is split along it, parameters are replicated."""
-    devices = jax.devices()
+def data_mesh(num_devices: int | None = None, devices=None) -> jax.sharding.Mesh:
+    """A one-axis mesh named ``"data"`` over the first ``num_devices`` of ``devices`` (default
+    ``jax.devices()``; all of them by default): the batch is split along it, the parameters
+    replicated."""
+    devices = jax.devices() if devices is None else list(devices)
     num_devices = len(devices) if num_devices is None else int(num_devices)
     if not 1 <= num_devices <= len(devices):
         raise ValueError(f"num_devices must be in [1, {len(devices)}] (jax.devices() here), "

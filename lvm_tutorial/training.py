@@ -206,11 +206,19 @@ def run_steps_vmapped(grad_fn: Callable, optimizer: optax.GradientTransformation
 
 class _DeviceSum(NamedTuple):
     """``grad_fn`` on one device's share of an item, its gradients and info summed over the
-    mesh axis ``axis`` (``psum``): every device then holds the whole item's sums."""
+    mesh axis ``axis`` (``psum``): every device then holds the whole item's sums.
+
+    The parameters are first cast to per-device values (``pcast(..., to="varying")``), so
+    that ``grad_fn``'s gradient is this device's share alone. Differentiated as replicated
+    values, they would get a gradient already summed over the devices (the transpose of a
+    replication is a sum; JAX's "Autodiff and sharding"), and the ``psum`` would then count
+    it $D$ times, a scale that Adam's normalised step hides.
+    """
     grad_fn: Callable
     axis: str
 
     def __call__(self, params, item, context):
+        params = jax.lax.pcast(params, self.axis, to="varying")
         return jax.lax.psum(self.grad_fn(params, item, context), self.axis)
 
 

@@ -41,12 +41,29 @@ CASES = {  # name: (model, params, fit_sumo's keywords)
 }
 
 
-def train(case, estimator, key=jax.random.key(5), num_steps=20, rungs=(128,), **kwargs):
-    """20 steps of 8 examples. One buffer of 128 slots (one branch to compile, not four; no
-    buffer changes the results, tests/test_sumo_training.py) unless ``rungs`` says otherwise."""
+def train(case, estimator, key=jax.random.key(5), num_steps=20, rungs=(128,), optimizer=None,
+          **kwargs):
+    """``num_steps`` steps of 8 examples, Adam by default. One buffer of 128 slots (one branch
+    to compile, not four; no buffer changes the results, tests/test_sumo_training.py) unless
+    ``rungs`` says otherwise."""
     model, params, options = CASES[case]
-    return S.fit_sumo(key, model, params, optax.adam(1e-2), num_steps, estimator=estimator,
+    optimizer = optax.adam(1e-2) if optimizer is None else optimizer
+    return S.fit_sumo(key, model, params, optimizer, num_steps, estimator=estimator,
                       batch_size=8, chunk_size=16, rungs=rungs, **options, **kwargs)
+
+
+def gradient(case, estimator, **kwargs):
+    """The first step's gradient, as params - params after one SGD step at rate 1. Adam's
+    step is blind to the gradient's scale: it hid a gradient counted once per device here
+    (the 20-step Adam runs agreed), so the scale is checked on the gradient itself."""
+    state, _ = train(case, estimator, num_steps=1, optimizer=optax.sgd(1.0), **kwargs)
+    return jax.tree.map(jnp.subtract, CASES[case][1], state.params)
+
+
+def assert_same_gradient(a, b):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        assert np.all(np.isfinite(x))
+        np.testing.assert_allclose(y, x, rtol=1e-4, atol=1e-5 * float(np.max(np.abs(x))))
 
 
 def largest_difference(a, b):
@@ -56,6 +73,7 @@ def largest_difference(a, b):
 def assert_same_run(a, b):
     (state_a, info_a), (state_b, info_b) = a, b
     for x, y in zip(jax.tree.leaves(state_a.params), jax.tree.leaves(state_b.params)):
+        assert np.all(np.isfinite(x))                  # assert_allclose takes nan == nan
         np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(info_a.loss, info_b.loss, rtol=1e-4, atol=1e-3)
     if info_a.num_terms is not None:
@@ -68,8 +86,9 @@ def assert_same_run(a, b):
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("estimator", [SUMO(2), IWAE(3)])
 def test_four_devices_train_as_one(case, estimator):
-    """20 steps of Adam on 4 devices (2 examples each) against one device: equal to rounding
-    (measured: parameters within 4e-7); negative control: another seed is another run."""
+    """The first step's gradient and 20 Adam steps on 4 devices (2 examples each) against one
+    device: equal to rounding; negative control: another seed is another run."""
+    assert_same_gradient(gradient(case, estimator), gradient(case, estimator, mesh=data_mesh(4)))
     one = train(case, estimator)
     four = train(case, estimator, mesh=data_mesh(4))
     assert_same_run(one, four)
@@ -108,7 +127,8 @@ def test_without_the_sum_over_devices_the_runs_differ(monkeypatch):
     gradient (no psum). JAX refuses it as written (the state is declared replicated); with that
     check off, the run is caught by the tolerance of the equality tests."""
     one = train("funnel", SUMO(2))
-    monkeypatch.setattr(T._DeviceSum, "__call__", lambda self, p, item, c: self.grad_fn(p, item, c))
+    monkeypatch.setattr(T._DeviceSum, "__call__", lambda self, p, item, c: self.grad_fn(
+        jax.lax.pcast(p, self.axis, to="varying"), item, c))
     jax.clear_caches()                     # the programs with the sum are cached under equal keys
     with pytest.raises(Exception, match="vma|varying|replicated|invariant"):
         train("funnel", SUMO(2), mesh=data_mesh(4))
@@ -131,10 +151,10 @@ POINTS = jnp.asarray(np.random.default_rng(0).normal(size=(200, 2)) + [3.0, -1.0
 def test_the_one_loop_splits_its_batch_over_the_devices():
     """fit with a mesh: the compiler partitions the step (it sums across devices:
     all-reduce in the program; none without a mesh, the negative control) and the run equals
-    the one-device run to rounding."""
-    one, one_info = T.fit(jax.random.key(0), squared_error, jnp.zeros(2), optax.adam(0.1), 50,
+    the one-device run to rounding (plain SGD: a scale error would show)."""
+    one, one_info = T.fit(jax.random.key(0), squared_error, jnp.zeros(2), optax.sgd(0.1), 50,
                           data=POINTS, batch_size=20)
-    four, four_info = T.fit(jax.random.key(0), squared_error, jnp.zeros(2), optax.adam(0.1), 50,
+    four, four_info = T.fit(jax.random.key(0), squared_error, jnp.zeros(2), optax.sgd(0.1), 50,
                             data=POINTS, batch_size=20, mesh=data_mesh(4))
     np.testing.assert_allclose(one.params, four.params, rtol=1e-5)
     np.testing.assert_allclose(one_info.loss, four_info.loss, rtol=1e-5)
@@ -155,6 +175,21 @@ def test_the_one_loop_splits_its_batch_over_the_devices():
     with pytest.raises(ValueError, match="split evenly"):
         T.fit(jax.random.key(0), squared_error, jnp.zeros(2), optax.adam(0.1), 2, data=POINTS,
               batch_size=18, mesh=data_mesh(4))
+
+
+@needs_four
+def test_a_gradient_counted_on_every_device_is_caught(monkeypatch):
+    """Negative control: differentiating the replicated parameters directly gives each device
+    the gradient already summed over devices (JAX transposes a replication into a sum), so
+    the psum counts it four times; the package casts them to per-device values first."""
+    single = gradient("funnel", SUMO(2))
+    monkeypatch.setattr(jax.lax, "pcast", lambda x, axis, to: x)
+    jax.clear_caches()
+    fourfold = gradient("funnel", SUMO(2), mesh=data_mesh(4))
+    jax.clear_caches()
+    assert_same_gradient(jax.tree.map(lambda g: 4 * g, single), fourfold)
+    with pytest.raises(AssertionError):
+        assert_same_gradient(single, fourfold)
 
 
 @needs_four
