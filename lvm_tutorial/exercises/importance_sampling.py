@@ -1,7 +1,8 @@
-"""Checkers for chapter 2 (importance sampling): the log-space estimate and the effective sample size.
+"""Checkers for chapter 2 (importance sampling): the log-space estimate, the effective sample
+size, and the moments of the weights under a shifted proposal (a derivation).
 
-The cases include log-weights near -1000, where exponentiating underflows to 0 in float32,
-so only a log-space implementation passes.
+The cases of the first two include log-weights near -1000, where exponentiating underflows to 0
+in float32, so only a log-space implementation passes.
 """
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ import numpy as np
 from jax.scipy.special import logsumexp
 
 from ..estimators import effective_sample_size, iwae_bound
-from ._core import Feedback, compare
+from ._core import Feedback, compare, match_suspect
 
-__all__ = ["check_log_importance_estimate", "check_effective_sample_size", "log_weight_cases"]
+__all__ = ["check_log_importance_estimate", "check_effective_sample_size", "log_weight_cases",
+           "reference_log_shifted_moment", "check_log_shifted_moment"]
 
 
 def log_weight_cases() -> list[tuple[jax.Array]]:
@@ -85,3 +87,55 @@ def check_effective_sample_size(ess_fn: Callable) -> Feedback:
     r"""Check ``ess_fn(log_weights)`` returns Kish's $(\sum_k w_k)^2 / \sum_k w_k^2$ for ``(K,)`` log-weights."""
     return compare(ess_fn, effective_sample_size, log_weight_cases(), _diagnose_ess,
                    success="your effective sample size matches, from one dominant weight to equal ones.")
+
+
+def reference_log_shifted_moment(delta, order):
+    r"""$\log \mathbb E_q[(w/p(x))^n] = \frac{n(n-1)}{2} \lVert\delta\rVert^2$ for a Gaussian
+    posterior and the proposal $q$ of equal widths shifted by $\delta_i$ posterior standard
+    deviations in coordinate $i$; ``delta`` ``(d,)``, ``order`` $n \ge 1$; returns a scalar."""
+    delta = np.asarray(delta, np.float64)
+    return order * (order - 1) / 2 * np.sum(delta**2)
+
+
+def _shifted_cases():
+    # the first case tells the usual slips apart (order 4, an asymmetric shift)
+    return [(np.array([0.5, -1.0, 0.3], np.float32), 4),
+            (np.array([2.0, 2.0], np.float32), 2),
+            (np.array([1.5], np.float32), 3),
+            (np.zeros(2, np.float32), 2),
+            (np.array([0.7, -0.4], np.float32), 1)]
+
+
+def _diagnose_shifted(got, want, args):
+    delta, order = np.asarray(args[0], np.float64), args[1]
+    sq, n = np.sum(delta**2), order
+    suspects = [
+        (np.exp(want), "that is the moment itself; the exercise asks for its logarithm (the "
+                       "moments overflow float32 quickly: e^48 at delta = (2, 2), n = 4)."),
+        (n * (n - 1) * sq, "twice too large: the Gaussian exponent carries a factor 1/2, "
+                           "exp(-(u - delta)^2 / 2), and it survives completing the square."),
+        (n * n / 2 * sq, "the power is n (n - 1) / 2, not n^2 / 2: p^n / q^(n-1) has n - 1 "
+                         "factors of q in the denominator, and with n = 1 the mean weight is "
+                         "exactly 1 (log 0)."),
+        ((n - 1) / 2 * sq, "a factor n is missing: completing the square in u leaves "
+                           "(n - 1)^2 delta^2 / 2 + (n - 1) delta^2 / 2 = n (n - 1) delta^2 / 2."),
+        (n * (n + 1) / 2 * sq, "the power is n (n - 1) / 2, not n (n + 1) / 2: the n-th moment "
+                               "is the integral of p^n / q^(n-1), with n - 1 powers of q."),
+        (n * (n - 1) / 2 * np.sum(np.abs(delta)), "the shift enters squared, |delta|^2 = "
+                                                  "sum_i delta_i^2, not sum_i |delta_i|."),
+        (n * (n - 1) / 2 * np.sum(delta) ** 2, "the coordinates are independent, so the logs "
+                                               "add: sum_i delta_i^2, not (sum_i delta_i)^2."),
+        (np.log(np.expm1(want)) if want > 0 else None, "that is log Var[w/p] = "
+                                                       "log(E[(w/p)^2] - 1); the exercise asks "
+                                                       "for the moment E[(w/p)^n] itself."),
+    ]
+    return match_suspect(got, [(v, h) for v, h in suspects if v is not None])
+
+
+def check_log_shifted_moment(log_moment_fn: Callable) -> Feedback:
+    r"""Check ``log_moment_fn(delta, order)`` returns $\log \mathbb E_q[(w/p)^n]$ for the shifted
+    proposal (:func:`reference_log_shifted_moment`)."""
+    return compare(log_moment_fn, reference_log_shifted_moment, _shifted_cases(),
+                   _diagnose_shifted, rtol=1e-5, atol=1e-5,
+                   success="your log-moment matches n (n - 1) |delta|^2 / 2: the second "
+                           "moment of the table's shifted proposal is e^8.")
