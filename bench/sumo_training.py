@@ -23,12 +23,21 @@ clears JAX's caches first, so run it as its own process), steady-state steps per
 same run again, everything compiled), the number of compilations (counted), and the bias of
 its estimator of $\log p(x)$ on a linear-Gaussian model with a poor proposal, where
 $\log p(x)$ is exact.
+
+``--devices N`` (N > 1) also trains ``exact`` and ``iwae_equal_cost`` data-parallel on a mesh
+of N devices (``fit_sumo(..., mesh=...)``), with 32 examples per device (a batch of 32 N: weak
+scaling), and records the images per second per device and the scaling efficiency, images/s
+on N devices over N times one device's. Where there are fewer than N devices and no
+accelerator, the script restarts itself with N forced host devices
+(``--xla_force_host_platform_device_count``): there the devices share the CPU's cores, so
+the figures check that the sharded run works, not that it scales.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from functools import partial
@@ -45,6 +54,7 @@ from lvm_tutorial.estimators import (IWAE, SUMO, expected_num_terms, iwae_bound,
                                      sumo, sumo_from_log_weights)
 from lvm_tutorial.packed import pack_microbatches, packed_estimates
 from lvm_tutorial.report import format_estimate
+from lvm_tutorial.sharding import data_mesh
 from lvm_tutorial.sumo_training import fit_sumo
 from lvm_tutorial.targets import funnel_log_prob
 from lvm_tutorial.training import TrainState, fit, init_state, train_step
@@ -122,13 +132,17 @@ _draw_k = jax.jit(lambda key, n: sample_num_terms(key, (n,)), static_argnums=1)
 _init = jax.jit(init_state, static_argnames=("optimizer",))
 
 
-def _train(method: str, key, params, optimizer, num_steps: int, plan=None):
+def _train(method: str, key, params, optimizer, num_steps: int, plan=None, mesh=None,
+           batch: int = BATCH):
     """One run of ``num_steps`` iterations; returns ``(final state, plan)`` (``plan`` lets a
-    rerun reuse static_k's sequence of K, so that the rerun compiles nothing)."""
+    rerun reuse static_k's sequence of K, so that the rerun compiles nothing; for the
+    ``fit_sumo`` methods it is the run's info). ``mesh``: data parallel, ``fit_sumo`` only."""
+    if mesh is not None and method not in ("exact", "iwae_equal_cost"):
+        raise ValueError(f"only exact and iwae_equal_cost run on a mesh, not {method!r}")
     if method in ("exact", "iwae_equal_cost"):
         estimator = SUMO(MIN_TERMS) if method == "exact" else IWAE(EQUAL_COST)
-        state, _ = fit_sumo(key, F.SAMPLER, params, optimizer, num_steps, objective=F.MATCHING,
-                            estimator=estimator, batch_size=BATCH)
+        state, plan = fit_sumo(key, F.SAMPLER, params, optimizer, num_steps, objective=F.MATCHING,
+                               estimator=estimator, batch_size=batch, mesh=mesh)
     elif method == "static_k":
         k_key, step_key = jax.random.split(key)
         if plan is None:
@@ -146,9 +160,11 @@ def _train(method: str, key, params, optimizer, num_steps: int, plan=None):
     return state, plan
 
 
-def run_method(method: str, num_steps: int, seed: int = 0, repeats: int = 3) -> dict:
+def run_method(method: str, num_steps: int, seed: int = 0, repeats: int = 3, mesh=None,
+               batch: int = BATCH) -> dict:
     """Train with ``method`` from a cold start, then ``repeats`` times warm; time the cold run and
-    the median warm run, and count the cold run's compilations."""
+    the median warm run, and count the cold run's compilations (on ``mesh`` with ``batch``
+    examples a step, if given)."""
     params = F.sampler_init(jax.random.key(seed), latent_dim=LATENT, hidden=HIDDEN)
     jax.block_until_ready(params)
     optimizer = optax.adam(LEARNING_RATE)
@@ -156,16 +172,52 @@ def run_method(method: str, num_steps: int, seed: int = 0, repeats: int = 3) -> 
     jax.clear_caches()
     with count_compilations() as log:
         start = time.perf_counter()
-        _, plan = _train(method, key, params, optimizer, num_steps)
+        _, plan = _train(method, key, params, optimizer, num_steps, mesh=mesh, batch=batch)
         wall = time.perf_counter() - start
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        _train(method, key, params, optimizer, num_steps, plan)    # same shapes: all compiled
+        _train(method, key, params, optimizer, num_steps, plan, mesh, batch)   # all compiled
         times.append(time.perf_counter() - start)
     warm = float(np.median(times))
-    return {"wall_s": wall, "steps_per_s": num_steps / warm, "compiles": log.count,
-            "compile_s": log.seconds, "iterations": num_steps}
+    out = {"wall_s": wall, "steps_per_s": num_steps / warm, "compiles": log.count,
+           "compile_s": log.seconds, "iterations": num_steps}
+    if mesh is not None:
+        devices = mesh.size
+        out.update(devices=devices, batch=batch, images_per_s_per_device=num_steps / warm * batch / devices,
+                   busiest_over_mean=plan.load.max_over_mean, padding=plan.load.padding)
+    return out
+
+
+def _ensure_devices(count: int, argv) -> None:
+    """Restart this script with ``count`` forced host devices when there are fewer devices and
+    no accelerator (the flag must be set before jax starts)."""
+    if jax.device_count() >= count:
+        return
+    flag = f"--xla_force_host_platform_device_count={count}"
+    if jax.default_backend() != "cpu" or flag in os.environ.get("XLA_FLAGS", ""):
+        raise SystemExit(f"--devices {count}: only {jax.device_count()} {jax.default_backend()} "
+                         "device(s) here")
+    env = {**os.environ, "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()}
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *argv], env)
+
+
+def run_sharded(methods, devices: int, num_steps: int, seed: int, repeats: int, results: dict) -> dict:
+    """``exact`` and ``iwae_equal_cost`` on a mesh of ``devices``, 32 examples per device, with
+    their scaling efficiency against the one-device figures in ``results``."""
+    mesh = data_mesh(devices)
+    out = {}
+    for method in [m for m in ("exact", "iwae_equal_cost") if m in methods]:
+        r = run_method(method, num_steps, seed, repeats, mesh=mesh, batch=BATCH * devices)
+        single = results[method]["steps_per_s"] * BATCH
+        r["scaling_efficiency"] = r["images_per_s_per_device"] / single
+        out[f"{method}_on_{devices}_devices"] = r
+        print(f"{method:15s} on {devices} devices (batch {r['batch']}): {r['steps_per_s']:8.1f} steps/s, "
+              f"{r['images_per_s_per_device']:8.0f} images/s per device (one device: {single:.0f}), "
+              f"scaling efficiency {r['scaling_efficiency']:.2f}; {r['compiles']} compiles; "
+              f"busiest device / mean slots {r['busiest_over_mean']:.2f}", flush=True)
+    return out
 
 
 # --- bias on a model with exact log p(x) ---------------------------------------------------
@@ -288,11 +340,18 @@ def main(argv=None) -> dict:
     parser.add_argument("--json", type=str, default=None, help="write the results to this file")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3, help="warm runs per method (median)")
+    parser.add_argument("--devices", type=int, default=1,
+                        help="also train exact and iwae_equal_cost on this many devices")
     args = parser.parse_args(argv)
     if args.iterations < 1:
         parser.error("--iterations must be at least 1")
-    print(f"jax {jax.__version__} on {jax.default_backend()} ({jax.devices()[0].device_kind}); "
-          f"{args.iterations} iterations, batch {BATCH}, m = {MIN_TERMS}", flush=True)
+    if args.devices < 1:
+        parser.error("--devices must be at least 1")
+    if args.devices > 1:
+        _ensure_devices(args.devices, sys.argv[1:] if argv is None else list(argv))
+    print(f"jax {jax.__version__} on {jax.default_backend()} ({jax.devices()[0].device_kind}, "
+          f"{jax.device_count()} devices); {args.iterations} iterations, batch {BATCH}, "
+          f"m = {MIN_TERMS}", flush=True)
     bias = estimator_bias(args.bias_draws, args.seed, args.methods)
     results = {}
     for method in args.methods:
@@ -306,6 +365,9 @@ def main(argv=None) -> dict:
         results["sumo_over_iwae_time_per_step"] = ratio
         print(f"SUMO's time per step / IWAE_{EQUAL_COST}'s (equal expected samples, same trainer): "
               f"{ratio:.2f}", flush=True)
+    if args.devices > 1:
+        results.update(run_sharded(args.methods, args.devices, args.iterations, args.seed,
+                                   args.repeats, results))
     if "exact" in results:
         for other in args.methods:
             if other != "exact":
