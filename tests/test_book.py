@@ -164,6 +164,29 @@ def test_interactive_cells_use_the_explorer(path):
             assert "nbval-ignore-output" in tags(cell)
 
 
+# Pages without a figure to explore: the primer teaches JAX on numbers, the scaling appendix
+# on devices and times.
+WITHOUT_EXPLORER = {"00_jax_primer.ipynb", "09_scaling_out.ipynb"}
+
+
+def explorer_cells(cells):
+    return [c for c in cells if "plotting.explorer(" in "".join(c["source"])]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_chapter_has_an_interactive_figure(path):
+    """Every chapter lets the reader move a control, live in Jupyter and as a player online."""
+    if path.name in WITHOUT_EXPLORER:
+        return
+    assert explorer_cells(code_cells(path)), f"{path.name} has no plotting.explorer cell"
+
+
+def test_the_explorer_count_catches_a_chapter_without_one():
+    cell = lambda source: {"source": [source]}
+    assert not explorer_cells([cell("plotting.draw_figure(draw)"), cell("print(1)")])
+    assert explorer_cells([cell("plotting.explorer(\n    draw, x=s\n)")])
+
+
 def test_the_bare_widget_check_catches_interact():
     """Negative control: the old cells of chapters 1 and 3 are caught, the new ones are not."""
     cell = lambda source: {"source": [source]}
