@@ -207,8 +207,10 @@ def test_bad_meshes_are_named():
 def test_the_device_tests_pass_on_four_host_devices():
     if FOUR:
         pytest.skip("this process has the devices: the tests above ran")
-    env = {**os.environ, "JAX_PLATFORMS": "cpu",
-           "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4"}
+    env = {name: value for name, value in os.environ.items()     # not this session's xdist worker
+           if not name.startswith(("PYTEST_XDIST", "PYTEST_CURRENT"))}
+    env.update(JAX_PLATFORMS="cpu",
+               XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4")
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x",
                            str(Path(__file__))], env=env, capture_output=True, text=True, timeout=900,
                           cwd=Path(__file__).parents[1])
