@@ -125,7 +125,7 @@ class LoadBalance(NamedTuple):
 def load_balance(lengths: np.ndarray, assignment: np.ndarray, plan: MicroBatches,
                  rungs: tuple[int, ...]) -> LoadBalance:
     """Measure a plan of :func:`pack_per_device`: each micro-batch computes the smallest of
-    ``rungs`` that holds its filled slots (:class:`~lvm_tutorial.sumo_training` does), and all
+    ``rungs`` that holds its filled slots (as :mod:`~lvm_tutorial.sumo_training` does), and all
     devices wait for the largest one before summing their gradients."""
     lengths = np.asarray(lengths)
     slots = np.take_along_axis(lengths[:, None, :], assignment, axis=2).sum(axis=2)   # (S, D)
