@@ -164,9 +164,8 @@ def test_interactive_cells_use_the_explorer(path):
             assert "nbval-ignore-output" in tags(cell)
 
 
-# Pages without a figure to explore: the primer teaches JAX on numbers, the scaling appendix
-# on devices and times.
-WITHOUT_EXPLORER = {"00_jax_primer.ipynb", "09_scaling_out.ipynb"}
+# Pages without a figure to explore (none today; name a page here only with a reason).
+WITHOUT_EXPLORER: set = set()
 
 
 def explorer_cells(cells):
