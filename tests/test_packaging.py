@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # Import name -> distribution name, where they differ.
-DISTRIBUTIONS = {"sklearn": "scikit-learn", "ipywidgets": "ipywidgets"}
+DISTRIBUTIONS = {"sklearn": "scikit-learn", "ipywidgets": "ipywidgets", "PIL": "pillow"}
 
 
 @pytest.fixture(scope="module")
