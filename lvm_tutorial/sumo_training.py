@@ -360,7 +360,7 @@ def _info(plan, decoder_losses, encoder_losses, num_steps, num_terms) -> SumoInf
 @lru_cache(maxsize=64)
 def single_buffer(estimator: SUMO | IWAE, batch_size: int) -> int:
     r"""The one buffer size for :func:`fit_sumo_seeds`: of the :func:`buffer_rungs`, the one
-    that minimises the expected slots computed per step, $L \cdot \mathbb E[	ext{micro-batches}]$
+    that minimises the expected slots computed per step, $L \cdot \mathbb E[\text{micro-batches}]$
     (under ``vmap`` every item computes the whole buffer)."""
     rungs = buffer_rungs(estimator, batch_size)
     if len(rungs) == 1:
