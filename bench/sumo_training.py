@@ -4,18 +4,18 @@ Run from the repository root: ``python bench/sumo_training.py`` (``make bench``)
 
 Every method trains the funnel sampler of chapter 7 at the sources' configuration (encoder and
 decoder with one hidden layer of 128 tanh units, latent dimension 8, batch 32, $m = 4$, Adam,
-one decoder and one encoder step per iteration, both from one backward pass) for ``N``
-iterations, and differs only in how it handles the random number of terms $K$:
+one decoder and one encoder step per iteration, both from one backward pass) for
+``--iterations`` iterations, and differs only in how it handles the random number of terms $J$:
 
-- ``exact``: :func:`lvm_tutorial.sumo_training.fit_sumo`, a fresh $K$ per example every step,
+- ``exact``: :func:`lvm_tutorial.sumo_training.fit_sumo`, a fresh $J$ per example every step,
   no cap;
-- ``iwae_equal_cost``: the same trainer with $\mathrm{IWAE}_n$, $n = m + \mathbb E[K]$ rounded
+- ``iwae_equal_cost``: the same trainer with $\mathrm{IWAE}_K$, $K = m + \mathbb E[J]$ rounded
   (9 samples): the same expected number of samples per example, through the same machinery,
-  so that the ratio of the two times per step is the price of SUMO's random $K$;
-- ``static_k``: the sources' recipe done correctly: $K$ drawn every step, one per batch, and
-  passed to the jitted step as a static argument, so every new $K$ compiles a new program;
-- ``fixed_cap``: $m + 124$ samples per example and $K$ clipped to 124 (truncated, so biased);
-- ``exact_shared_k``: the package's :func:`~lvm_tutorial.estimators.sumo` with one $K$ per batch
+  so that the ratio of the two times per step is the price of SUMO's random $J$;
+- ``static_k``: the sources' recipe done correctly: $J$ drawn every step, one per batch, and
+  passed to the jitted step as a static argument, so every new $J$ compiles a new program;
+- ``fixed_cap``: $m + 124$ samples per example and $J$ clipped to 124 (truncated, so biased);
+- ``exact_shared_k``: the package's :func:`~lvm_tutorial.estimators.sumo` with one $J$ per batch
   (as the sources), its buffer chosen from a ladder by ``lax.switch``, trained with ``fit``.
 
 For each: wall time of the whole run from a cold start (compilation included; this script
@@ -24,11 +24,11 @@ same run again, everything compiled), the number of compilations (counted), and 
 its estimator of $\log p(x)$ on a linear-Gaussian model with a poor proposal, where
 $\log p(x)$ is exact.
 
-``--devices N`` (N > 1) also trains ``exact`` and ``iwae_equal_cost`` data-parallel on a mesh
-of N devices (``fit_sumo(..., mesh=...)``), with 32 examples per device (a batch of 32 N: weak
+``--devices R`` (R > 1) also trains ``exact`` and ``iwae_equal_cost`` data-parallel on a mesh
+of R devices (``fit_sumo(..., mesh=...)``), with 32 examples per device (a batch of 32 R: weak
 scaling), and records the images per second per device and the scaling efficiency, images/s
-on N devices over N times one device's. Where there are fewer than N devices and no
-accelerator, the script restarts itself with N forced host devices
+on R devices over R times one device's. Where there are fewer than R devices and no
+accelerator, the script restarts itself with R forced host devices
 (``--xla_force_host_platform_device_count``): there the devices share the CPU's cores, so
 the figures check that the sharded run works, not that it scales.
 """
@@ -76,7 +76,7 @@ def _split_routes(params: VAEParams) -> tuple[VAEParams, VAEParams]:
 
 
 def _padded_objective(params, key, num_terms, size: int):
-    """Both objectives with ``size`` samples per example and SUMO on the first ``m + K``.
+    """Both objectives with ``size`` samples per example and SUMO on the first ``m + J``.
 
     Value: the decoder's reverse-KL estimate; gradient: that for the decoder and
     $\\frac1B\\sum_b \\mathrm{SUMO}_b^2$'s for the encoder (one backward pass).
@@ -95,22 +95,22 @@ def _padded_objective(params, key, num_terms, size: int):
 
 @partial(jax.jit, static_argnames=("optimizer", "num_terms"))
 def _static_step(optimizer, state: TrainState, key, num_terms: int):
-    """One step of the book's :func:`~lvm_tutorial.training.train_step` with $K$ as a static
-    argument: a new $K$ is a new program."""
+    """One step of the book's :func:`~lvm_tutorial.training.train_step` with $J$ as a static
+    argument: a new $J$ is a new program."""
     loss_fn = lambda params, key, batch: _padded_objective(params, key, num_terms, MIN_TERMS + num_terms)
     state, info = train_step(loss_fn, optimizer, key, state, None)
     return state, info.loss
 
 
 def capped_loss(params, key, batch=None):
-    """``fixed_cap``: a $K$ per example, clipped to :data:`CAP`, in a buffer of ``m + CAP``."""
+    """``fixed_cap``: a $J$ per example, clipped to :data:`CAP`, in a buffer of ``m + CAP``."""
     k_key, key = jax.random.split(key)
     num_terms = jnp.minimum(sample_num_terms(k_key, (BATCH,)), CAP)
     return _padded_objective(params, key, num_terms, MIN_TERMS + CAP)
 
 
 def shared_k_loss(params, key, batch=None):
-    """``exact_shared_k``: :func:`~lvm_tutorial.estimators.sumo` with one $K$ for the batch."""
+    """``exact_shared_k``: :func:`~lvm_tutorial.estimators.sumo` with one $J$ for the batch."""
     x_key, w_key = jax.random.split(key)
     x = F.sample_x(x_key, params, BATCH)
     dec_route, enc_route = _split_routes(params)
@@ -121,7 +121,7 @@ def shared_k_loss(params, key, batch=None):
             return jax.vmap(vae_log_weights, (0, None, 0, None))(keys, route, points, num)
         return fn
 
-    # The same key draws the same K and samples for both routes: XLA computes the forward once.
+    # The same key draws the same J and samples for both routes: XLA computes the forward once.
     s_dec, _ = sumo(w_key, log_weight_fn(dec_route, x), MIN_TERMS, batch_shape=())
     s_enc, _ = sumo(w_key, log_weight_fn(enc_route, jax.lax.stop_gradient(x)), MIN_TERMS, batch_shape=())
     kl = jnp.mean(s_dec - funnel_log_prob(x))
@@ -135,7 +135,7 @@ _init = jax.jit(init_state, static_argnames=("optimizer",))
 def _train(method: str, key, params, optimizer, num_steps: int, plan=None, mesh=None,
            batch: int = BATCH):
     """One run of ``num_steps`` iterations; returns ``(final state, plan)`` (``plan`` lets a
-    rerun reuse static_k's sequence of K, so that the rerun compiles nothing; for the
+    rerun reuse static_k's sequence of J, so that the rerun compiles nothing; for the
     ``fit_sumo`` methods it is the run's info). ``mesh``: data parallel, ``fit_sumo`` only."""
     if mesh is not None and method not in ("exact", "iwae_equal_cost"):
         raise ValueError(f"only exact and iwae_equal_cost run on a mesh, not {method!r}")
@@ -251,10 +251,10 @@ def _capped_chunk(key):
 
 @partial(jax.jit, static_argnames=("size",))
 def _static_chunk(key, shared, size: int):
-    """static_k's estimator: SUMO of m + K samples, one K per batch of 32 draws. Within a chunk
-    the batches share one buffer of ``size`` and are masked to their own K, which gives the
-    value of a buffer of exactly m + K (what the static program computes) with one compile per
-    buffer size rather than one per K."""
+    """static_k's estimator: SUMO of m + J samples, one J per batch of 32 draws. Within a chunk
+    the batches share one buffer of ``size`` and are masked to their own J, which gives the
+    value of a buffer of exactly m + J (what the static program computes) with one compile per
+    buffer size rather than one per J."""
     log_w = _weights(key, (CHUNK, size))
     return sumo_from_log_weights(log_w, jnp.repeat(shared, BATCH), MIN_TERMS)
 
@@ -271,7 +271,7 @@ def _static_draws(key, num: int) -> np.ndarray:
 
 @jax.jit
 def _shared_k_chunk(key):
-    """exact_shared_k: the package's ``sumo`` with one K per group of 32 draws."""
+    """exact_shared_k: the package's ``sumo`` with one J per group of 32 draws."""
     def one(k):
         return sumo(k, lambda kk, n: _weights(kk, (BATCH, n)), MIN_TERMS, batch_shape=())[0]
     return jax.lax.map(one, jax.random.split(key, CHUNK // BATCH)).reshape(-1)
@@ -303,7 +303,7 @@ def _exact_draws(key, num: int) -> np.ndarray:
 
 @jax.jit
 def _iwae_chunk(key):
-    """iwae_equal_cost: IWAE with m + E[K] samples, rounded."""
+    """iwae_equal_cost: IWAE with K = m + E[J] samples, rounded."""
     return iwae_bound(_weights(key, (CHUNK, EQUAL_COST)))
 
 
@@ -311,7 +311,7 @@ def estimator_bias(num_draws: int = 1 << 19, seed: int = 0, methods=METHODS) -> 
     """Mean and standard error of (estimate - log p(x)) over about ``num_draws`` draws, per method.
 
     SUMO's variance is infinite with this tail (its mean is carried by rare draws with a large
-    $K$), so its standard error is only indicative; ``fixed_cap``'s is finite.
+    $J$), so its standard error is only indicative; ``fixed_cap``'s is finite.
     """
     chunks = max(1, num_draws // CHUNK)
     log_px = float(bias_problem()[2])

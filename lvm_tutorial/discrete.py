@@ -56,15 +56,15 @@ def categorical_exact_grad(f: Callable, logits: jax.Array) -> jax.Array:
 
 def categorical_score_function_grad_samples(key, f: Callable, logits: jax.Array, num_samples: int,
                                             baseline=0.0) -> jax.Array:
-    r"""Score-function samples $\big(f(z_n) - c_n\big)(e_{z_n} - \pi)$, $z_n \sim \operatorname{Cat}(\pi)$.
+    r"""Score-function samples $\big(f(z_k) - c_k\big)(e_{z_k} - \pi)$, $z_k \sim \operatorname{Cat}(\pi)$.
 
     Args:
-      key: PRNG key; f: integer category to scalar; logits: ``(C,)``; num_samples: N.
-      baseline: ``c``, a scalar or ``(N,)`` array that must not depend on $z_n$ itself
+      key: PRNG key; f: integer category to scalar; logits: ``(C,)``; num_samples: $K$.
+      baseline: ``c``, a scalar or ``(K,)`` array whose entry $c_k$ must not depend on $z_k$ itself
         (e.g. :func:`lvm_tutorial.gradients.leave_one_out_baseline` of the ``f`` values).
 
     Returns:
-      ``(N, C)``; their mean is an unbiased estimate of :func:`categorical_exact_grad`.
+      ``(K, C)``; their mean is an unbiased estimate of :func:`categorical_exact_grad`.
     """
     _check_logits(logits)
     if int(num_samples) < 1:

@@ -40,9 +40,12 @@ def check_broadcastable(**arrays) -> tuple[int, ...]:
 def diag_normal_log_prob(x: jax.Array, mean: jax.Array, log_scale: jax.Array) -> jax.Array:
     r"""Log-density of a diagonal Gaussian, summed over the last (event) axis.
 
-    $$\log \mathcal N(x; \mu, \operatorname{diag}\sigma^2)
-      = \sum_{d=1}^{D} \Big[-\tfrac12 \log 2\pi - \log\sigma_d - \frac{(x_d-\mu_d)^2}{2\sigma_d^2}\Big],
-      \qquad \sigma = e^{\text{log\_scale}}.$$
+    $$\log \mathcal N(x; \mu, \operatorname{diag} s^2)
+      = \sum_{i=1}^{D} \Big[-\tfrac12 \log 2\pi - \log s_i - \frac{(x_i-\mu_i)^2}{2 s_i^2}\Big],
+      \qquad s = e^{\text{log\_scale}}$$
+
+    (the scale $s$ of a proposal $q$, or a model's standard deviation $\sigma$: the density is
+    the same function of either).
 
     Args:
       x, mean, log_scale: arrays of shape ``(..., D)`` that broadcast together.
@@ -57,7 +60,7 @@ def diag_normal_log_prob(x: jax.Array, mean: jax.Array, log_scale: jax.Array) ->
 
 def diag_normal_sample(key: jax.Array, mean: jax.Array, log_scale: jax.Array,
                        num_samples: int | None = None) -> jax.Array:
-    r"""Reparameterised draw $z = \mu + \sigma \odot \epsilon$, $\epsilon \sim \mathcal N(0, I)$.
+    r"""Reparameterised draw $z = \mu + s \odot \epsilon$, $\epsilon \sim \mathcal N(0, I)$, $s = e^{\text{log\_scale}}$.
 
     Args:
       key: a PRNG key.
@@ -79,8 +82,9 @@ def diag_normal_sample(key: jax.Array, mean: jax.Array, log_scale: jax.Array,
 
 
 def diag_normal_entropy(log_scale: jax.Array) -> jax.Array:
-    r"""Differential entropy $\tfrac D2 (1 + \log 2\pi) + \sum_d \log\sigma_d$ (source 000's formula
-    with $\log\sigma = \tfrac12 \log\sigma^2$).
+    r"""Differential entropy $\tfrac D2 (1 + \log 2\pi) + \sum_i \log s_i$ of
+    $\mathcal N(\mu, \operatorname{diag} s^2)$ in $D$ dimensions (source 000's formula, with
+    $\log s = \tfrac12 \log s^2$).
 
     Args:
       log_scale: ``(..., D)``.

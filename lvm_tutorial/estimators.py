@@ -4,13 +4,13 @@ Sampling and reduction are kept apart: the bounds take log-weights
 $\log w_k = \log p(x, z_k) - \log q(z_k \mid x)$, $z_k \sim q$, along the last axis.
 
 SUMO (Luo et al., 2020) telescopes the IWAE bounds and truncates the series at a random
-$K$ (Russian roulette, Lyne et al., 2015):
+$J$ (Russian roulette, Lyne et al., 2015):
 
-$$\mathrm{SUMO} = \mathrm{IWAE}_m + \sum_{j=1}^{K}
-  \frac{\mathrm{IWAE}_{m+j} - \mathrm{IWAE}_{m+j-1}}{P(K \ge j)},$$
+$$\mathrm{SUMO} = \mathrm{IWAE}_m + \sum_{j=1}^{J}
+  \frac{\mathrm{IWAE}_{m+j} - \mathrm{IWAE}_{m+j-1}}{P(J \ge j)},$$
 
 which is unbiased for $\log p(x)$. Source 001 divides the $j$-th correction by
-$P(K \ge m + j)$ instead; that version is biased (measured in chapter 6).
+$P(J \ge m + j)$ instead; that version is biased (measured in chapter 6).
 """
 from __future__ import annotations
 
@@ -42,12 +42,12 @@ __all__ = [
 ]
 
 # Bits of randomness behind one uniform in `sample_num_terms`: its smallest value is
-# about 2**-UNIFORM_BITS, which bounds the largest K the sampler can ever return.
+# about 2**-UNIFORM_BITS, which bounds the largest J the sampler can ever return.
 UNIFORM_BITS = 128
 
 
 class Tail(NamedTuple):
-    r"""SUMO's tail $P(K \ge k)$: $1/k$ for $k < \alpha$, then $\frac1\alpha (1-b)^{k-\alpha}$.
+    r"""SUMO's tail $P(J \ge j)$: $1/j$ for $j < \alpha$, then $\frac1\alpha (1-b)^{j-\alpha}$.
 
     The default is Luo et al. (2020)'s appendix. A value, so it travels through ``jit`` as a
     static argument and two equal tails are one compiled program.
@@ -62,12 +62,12 @@ class IWAE(NamedTuple):
 
 
 class SUMO(NamedTuple):
-    """The estimator SUMO with $m$ = ``min_terms`` and the random $K$ drawn from ``tail``."""
+    """The estimator SUMO with $m$ = ``min_terms`` and the random $J$ drawn from ``tail``."""
     min_terms: int = 4
     tail: Tail = Tail()
 
     def expected_samples(self) -> float:
-        r"""$m + \mathbb E[K]$, the expected number of importance samples per estimate."""
+        r"""$m + \mathbb E[J]$, the expected number of importance samples per estimate."""
         return self.min_terms + expected_num_terms(self.tail)
 
 
@@ -150,10 +150,10 @@ def effective_sample_size(log_weights: jax.Array) -> jax.Array:
 
 
 def log_tail_survival(k: jax.Array, tail: Tail = Tail()) -> jax.Array:
-    r"""$\log P(K \ge k)$ of SUMO's tail: $-\log k$ for $k < \alpha$, then
-    $-\log\alpha + (k - \alpha)\log(1 - b)$. Zero for $k \le 1$ (always $K \ge 1$).
+    r"""$\log P(J \ge j)$ of SUMO's tail, $j$ = ``k``: $-\log j$ for $j < \alpha$, then
+    $-\log\alpha + (j - \alpha)\log(1 - b)$. Zero for $j \le 1$ (always $J \ge 1$).
 
-    Computed in log space so that its negative exponent, the weight $1/P(K\ge k)$, is exact
+    Computed in log space so that its negative exponent, the weight $1/P(J\ge j)$, is exact
     until it leaves the float range.
     """
     alpha, b = tail
@@ -165,22 +165,22 @@ def log_tail_survival(k: jax.Array, tail: Tail = Tail()) -> jax.Array:
 
 
 def tail_survival(k: jax.Array, tail: Tail = Tail()) -> jax.Array:
-    r"""$P(K \ge k)$ for $K \in \{1, 2, \dots\}$: $1/k$ for $k < \alpha$, else $\frac1\alpha (1-b)^{k-\alpha}$.
+    r"""$P(J \ge j)$ for $J \in \{1, 2, \dots\}$: $1/j$ for $j < \alpha$, else $\frac1\alpha (1-b)^{j-\alpha}$.
 
-    The tail of Luo et al. (2020), appendix; ``k`` is an integer array of any shape.
+    The tail of Luo et al. (2020), appendix; ``k`` holds $j$, an integer array of any shape.
     """
     return jnp.exp(log_tail_survival(k, tail))
 
 
 def expected_num_terms(tail: Tail = Tail()) -> float:
-    r"""$\mathbb E[K] = \sum_{k\ge1} P(K \ge k) = H_{\alpha-1} + \frac{1}{\alpha b}$ (closed form)."""
+    r"""$\mathbb E[J] = \sum_{j\ge1} P(J \ge j) = H_{\alpha-1} + \frac{1}{\alpha b}$ (closed form)."""
     alpha, b = tail
     harmonic = sum(1.0 / k for k in range(1, int(alpha)))
     return harmonic + 1.0 / (alpha * b)
 
 
 def max_num_terms(tail: Tail = Tail()) -> int:
-    """The largest K that :func:`sample_num_terms` can return (set by its 128 random bits)."""
+    r"""The largest J, $J_{\max}$, that :func:`sample_num_terms` can return (set by its 128 random bits)."""
     alpha, b = tail
     log_u_min = -(UNIFORM_BITS + 1) * math.log(2.0)
     return int(alpha + math.floor((log_u_min + math.log(alpha)) / math.log1p(-b)))
@@ -189,7 +189,7 @@ def max_num_terms(tail: Tail = Tail()) -> int:
 def _log_uniform(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     """log U for U ~ Uniform(0, 1), resolved down to 2**-128.
 
-    A float32 uniform stops at 2**-24, which would cap K near 196 for the default tail and
+    A float32 uniform stops at 2**-24, which would cap J near 196 for the default tail and
     silently truncate the series. Here U = 2**-(e+1) * (1 + f): e counts the leading zero bits
     of four 32-bit words (geometric, as a uniform's binary exponent is), f is uniform.
     """
@@ -209,12 +209,12 @@ def _log_uniform(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
 
 
 def sample_num_terms(key: jax.Array, shape: tuple[int, ...] = (), tail: Tail = Tail()) -> jax.Array:
-    r"""Draw $K \in \{1, 2, \dots\}$ with $P(K \ge k)$ given by :func:`tail_survival`.
+    r"""Draw $J \in \{1, 2, \dots\}$ with $P(J \ge j)$ given by :func:`tail_survival`.
 
-    Exact inverse CDF, $K = \max\{k : P(K \ge k) \ge U\}$:
-    $K = \lfloor 1/U \rfloor$ when $1/U < \alpha$, else
-    $K = \alpha + \lfloor \log(\alpha U) / \log(1-b) \rfloor$.
-    (Source 001's $\lfloor u/(1-u) \rfloor$ is the same for $K \in \{0, 1, \dots\}$, one too small here.)
+    Exact inverse CDF, $J = \max\{j : P(J \ge j) \ge U\}$:
+    $J = \lfloor 1/U \rfloor$ when $1/U < \alpha$, else
+    $J = \alpha + \lfloor \log(\alpha U) / \log(1-b) \rfloor$.
+    (Source 001's $\lfloor u/(1-u) \rfloor$ is the same for $J \in \{0, 1, \dots\}$, one too small here.)
 
     Returns an int32 array of ``shape``; never larger than :func:`max_num_terms`.
     """
@@ -239,19 +239,19 @@ def sumo_from_log_weights(log_weights: jax.Array, num_terms: jax.Array, min_term
                           tail: Tail = Tail()) -> jax.Array:
     r"""SUMO estimate of $\log p(x)$ from a buffer of log-weights.
 
-    $$\mathrm{SUMO} = \mathrm{IWAE}_m + \sum_{j=1}^{K}
-      \frac{\mathrm{IWAE}_{m+j} - \mathrm{IWAE}_{m+j-1}}{P(K \ge j)}$$
+    $$\mathrm{SUMO} = \mathrm{IWAE}_m + \sum_{j=1}^{J}
+      \frac{\mathrm{IWAE}_{m+j} - \mathrm{IWAE}_{m+j-1}}{P(J \ge j)}$$
 
-    using the first $m + K$ entries of the last axis; entries beyond are masked out.
-    Each example may have its own $K$: ``num_terms`` is data (it may be traced), so a
-    new $K$ never recompiles. The masked branch never evaluates a weight beyond its own
-    $K$, so a buffer much longer than $m + K$ cannot overflow the weight $1/P(K \ge j)$
+    using the first $m + J$ entries of the last axis; entries beyond are masked out.
+    Each example may have its own $J$: ``num_terms`` is data (it may be traced), so a
+    new $J$ never recompiles. The masked branch never evaluates a weight beyond its own
+    $J$, so a buffer much longer than $m + J$ cannot overflow the weight $1/P(J \ge j)$
     into the gradient.
 
     Args:
-      log_weights: ``(..., L)`` log importance weights, ``L >= min_terms + K``; entries past
-        ``min_terms + K`` must be finite or ``-inf``.
-      num_terms: integer ``K >= 1`` of shape ``(...)`` (broadcast against the batch shape).
+      log_weights: ``(..., L)`` log importance weights, ``L >= min_terms + J``; entries past
+        ``min_terms + J`` must be finite or ``-inf``.
+      num_terms: integer ``J >= 1`` of shape ``(...)`` (broadcast against the batch shape).
       min_terms: the static minimum number of terms ``m >= 1``.
       tail: the :class:`Tail` that ``num_terms`` was drawn from.
 
@@ -285,8 +285,8 @@ def sumo_from_log_weights(log_weights: jax.Array, num_terms: jax.Array, min_term
 
 def buffer_sizes(min_terms: int, tail: Tail = Tail(), smallest: int = 16,
                  growth: int = 4) -> tuple[int, ...]:
-    """A geometric ladder of buffer lengths ``m + K_cap``, ending at ``m + max_num_terms``,
-    so that every K the sampler can draw fits in one of them."""
+    """A geometric ladder of buffer lengths ``m + J_cap``, ending at ``m + max_num_terms``,
+    so that every J the sampler can draw fits in one of them."""
     top = max_num_terms(tail)
     caps, cap = [], smallest
     while cap < top:
@@ -298,15 +298,15 @@ def buffer_sizes(min_terms: int, tail: Tail = Tail(), smallest: int = 16,
 
 def sumo(key: jax.Array, log_weight_fn, min_terms: int, *, batch_shape: tuple[int, ...] = (),
          tail: Tail = Tail()) -> tuple[jax.Array, jax.Array]:
-    r"""Draw $K$ and enough log-weights, and return ``(SUMO, K)``; no buffer ever cuts $K$ short.
+    r"""Draw $J$ and enough log-weights, and return ``(SUMO, J)``; no buffer ever cuts $J$ short.
 
     The only limit is the sampler's own: it resolves uniforms down to $2^{-129}$, so it never
     returns more than :func:`max_num_terms` (887 for the default tail), where the weight
-    $1/P(K \ge j)$ is about to overflow float32; a larger $K$ has probability below $10^{-38}$.
+    $1/P(J \ge j)$ is about to overflow float32; a larger $J$ has probability below $10^{-38}$.
 
     ``log_weight_fn(key, num_samples)`` must return log-weights of shape
     ``(*batch_shape, num_samples)``. The buffer is the smallest of :func:`buffer_sizes` that
-    holds ``m + max(K)``, chosen with ``lax.switch`` so that the function also runs under
+    holds ``m + max(J)``, chosen with ``lax.switch`` so that the function also runs under
     ``jit`` (one program holds every buffer size; only the chosen branch runs). Draw one batch
     of examples with ``batch_shape`` rather than ``vmap``: under ``vmap`` a switch on a batched
     index evaluates every branch.
@@ -320,8 +320,8 @@ def sumo(key: jax.Array, log_weight_fn, min_terms: int, *, batch_shape: tuple[in
     needed = min_terms + jnp.max(num_terms)
     index = jnp.sum(jnp.asarray(sizes) < needed)
 
-    # K enters every branch as an operand, so that it is traced there: the branches that are
-    # not taken (smaller buffers) must not check a concrete K against their length.
+    # J enters every branch as an operand, so that it is traced there: the branches that are
+    # not taken (smaller buffers) must not check a concrete J against their length.
     def branch(size):
         return lambda k: sumo_from_log_weights(log_weight_fn(w_key, size), k, min_terms,
                                                tail=tail)

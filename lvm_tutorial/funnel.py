@@ -168,8 +168,9 @@ def evaluate_checkpoint(key, params: VAEParams, estimator: SUMO | IWAE, *, num_x
 
 
 class Track(NamedTuple):
-    """:func:`train_tracked`'s record of ``R`` runs: ``step`` (C,); a :class:`Checkpoint` whose
-    fields are ``(R, C)`` arrays (run, checkpoint); the per-step training ``loss`` ``(R, steps)``;
+    """:func:`train_tracked`'s record of ``num_runs`` runs: ``step`` (C,); a :class:`Checkpoint` whose
+    fields are ``(num_runs, C)`` arrays (run, checkpoint); the per-step training ``loss``
+    ``(num_runs, steps)``;
     and the parameters at each checkpoint, a list of ``C`` stacked :class:`VAEParams`."""
     step: np.ndarray
     checkpoints: Checkpoint
@@ -191,11 +192,11 @@ def _evaluate_runs(key, stacked, estimator, options) -> list[Checkpoint]:
 def train_tracked(keys, params: VAEParams, optimizer: optax.GradientTransformation, num_steps: int,
                   num_checkpoints: int, estimator: SUMO | IWAE, *, batch_size: int = 32,
                   num_x: int = 512, eval_samples: int = 2048):
-    """Train ``R`` runs at once with ``estimator`` (``SUMO(m)`` or ``IWAE(K)``), through
+    """Train ``num_runs`` runs at once with ``estimator`` (``SUMO(m)`` or ``IWAE(K)``), through
     :func:`~lvm_tutorial.sumo_training.fit_sumo_seeds`, and :func:`evaluate_checkpoint` every run
     at the start and after each of ``num_checkpoints`` equal segments.
 
-    ``keys`` ``(R,)``: one key per run; ``params``: stacked along a leading axis ``R`` (each run
+    ``keys`` ``(num_runs,)``: one key per run; ``params``: stacked along a leading axis ``num_runs`` (each run
     may start elsewhere). Returns ``(state, Track)``, the state stacked the same way.
     """
     if not isinstance(estimator, (SUMO, IWAE)):
@@ -205,7 +206,7 @@ def train_tracked(keys, params: VAEParams, optimizer: optax.GradientTransformati
     segment = num_steps // num_checkpoints
     options = dict(num_x=num_x, eval_samples=eval_samples)
     root = jax.random.fold_in(keys[0], len(keys))            # the evaluations' own randomness
-    keys = jnp.stack([jax.random.split(k, num_checkpoints) for k in keys])       # (R, C)
+    keys = jnp.stack([jax.random.split(k, num_checkpoints) for k in keys])       # (num_runs, C)
     state, losses, snapshots = None, [], [params]
     rows = [_evaluate_runs(jax.random.fold_in(root, 0), params, estimator, options)]
     for c in range(num_checkpoints):
@@ -227,7 +228,7 @@ def refit_encoder(keys, params: VAEParams, optimizer: optax.GradientTransformati
 
     A decoder trained with its own encoder may have learned where that encoder is poor; since
     $\mathrm{IWAE}$ is a lower bound whatever the encoder, a KL measured with it is low by the
-    encoder's remaining gap. Here a newly initialised encoder (from ``keys`` ``(R,)``) maximises
+    encoder's remaining gap. Here a newly initialised encoder (from ``keys`` ``(num_runs,)``) maximises
     $\mathbb E_{x \sim p_\theta}[\mathrm{IWAE}_K(x)]$ ($K$ = ``num_samples``) on fresh model
     samples at every step, with the decoder frozen (its updates zeroed by
     ``optax.multi_transform``). Returns the stacked :class:`VAEParams` (new encoder, same decoder).

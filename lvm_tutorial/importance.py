@@ -61,8 +61,8 @@ def mixture_prior_log_weights(key: jax.Array, x: jax.Array, logits: jax.Array, m
 def carrying_fraction(log_weights: jax.Array, mass: float = 0.99) -> jax.Array:
     r"""The smallest fraction of the $K$ samples whose weights make up ``mass`` of $\sum_k w_k$.
 
-    With weights sorted in decreasing order, $w_{(1)} \ge w_{(2)} \ge \dots$, it is $m / K$ for the
-    smallest $m$ with $\sum_{j \le m} w_{(j)} \ge \text{mass} \cdot \sum_k w_k$. Equal weights give
+    With weights sorted in decreasing order, $w_{(1)} \ge w_{(2)} \ge \dots$, it is $i / K$ for the
+    smallest $i$ with $\sum_{l \le i} w_{(l)} \ge \text{mass} \cdot \sum_k w_k$. Equal weights give
     about ``mass``; one dominant weight gives $1/K$. Computed from normalised weights
     ($\operatorname{softmax}$ of the log-weights), so it never underflows.
 
@@ -84,11 +84,11 @@ def carrying_fraction(log_weights: jax.Array, mass: float = 0.99) -> jax.Array:
 
 
 class EstimateSummary(NamedTuple):
-    r"""How ``R`` independent estimates $\log \hat p_r$ compare with the exact $\log p(x)$.
+    r"""How $M$ independent estimates $\log \hat p_i$ compare with the exact $\log p(x)$.
 
-    ``relative_error``: $\sqrt{\frac1R \sum_r (\hat p_r / p - 1)^2}$;
-    ``ratio``, ``ratio_se``: the mean of $\hat p_r / p$ (1 for an unbiased $\hat p$) and its standard error;
-    ``log_bias``, ``log_bias_se``: the mean of $\log \hat p_r - \log p$ and its standard error.
+    ``relative_error``: $\sqrt{\frac1M \sum_i (\hat p_i / p - 1)^2}$;
+    ``ratio``, ``ratio_se``: the mean of $\hat p_i / p$ (1 for an unbiased $\hat p$) and its standard error;
+    ``log_bias``, ``log_bias_se``: the mean of $\log \hat p_i - \log p$ and its standard error.
     """
     relative_error: jax.Array
     ratio: jax.Array
@@ -98,14 +98,14 @@ class EstimateSummary(NamedTuple):
 
 
 def summarise_estimates(log_estimates: jax.Array, log_marginal: jax.Array) -> EstimateSummary:
-    r"""Summarise repeated estimates $\log \hat p_r$, ``(R,)``, against the exact ``log_marginal`` (scalar).
+    r"""Summarise repeated estimates $\log \hat p_i$, ``(M,)``, against the exact ``log_marginal`` (scalar).
 
-    The ratios $\hat p_r / p = \exp(\log \hat p_r - \log p)$ are formed from log differences, so
-    neither $p$ nor $\hat p_r$ is ever exponentiated on its own (both may underflow).
+    The ratios $\hat p_i / p = \exp(\log \hat p_i - \log p)$ are formed from log differences, so
+    neither $p$ nor $\hat p_i$ is ever exponentiated on its own (both may underflow).
     """
     log_estimates = jnp.asarray(log_estimates)
     if log_estimates.ndim != 1 or log_estimates.shape[0] < 2:
-        raise ValueError(f"log_estimates must be (R,) with R >= 2, got shape {log_estimates.shape}")
+        raise ValueError(f"log_estimates must be (M,) with M >= 2, got shape {log_estimates.shape}")
     diff = log_estimates - log_marginal
     ratio = jnp.exp(diff)
     root_r = jnp.sqrt(jnp.asarray(diff.shape[0], diff.dtype))

@@ -1,7 +1,7 @@
 r"""Per-datapoint variational inference and the amortisation gap (Cremer et al., 2018).
 
-A local Gaussian $q(z) = \mathcal N(z; m, \operatorname{diag} e^{2 s})$ is fitted to one $x$
-by maximising the reparameterised ELBO
+A local Gaussian $q(z) = \mathcal N(z; \mu, \operatorname{diag} s^2)$ (``mean`` $\mu$,
+``log_scale`` $\log s$) is fitted to one $x$ by maximising the reparameterised ELBO
 
 $$\mathcal L(q) = \mathbb E_{z \sim q}\big[\log p(x, z) - \log q(z)\big]
                = \log p(x) - \mathrm{KL}\big(q \,\|\, p(z \mid x)\big).$$
@@ -40,11 +40,11 @@ class GaussianQ(NamedTuple):
 
 def gaussian_log_weights(key, log_joint_fn: Callable, x: jax.Array, q: GaussianQ,
                          num_samples: int) -> jax.Array:
-    r"""$\log w_k = \log p(x, z_k) - \log q(z_k)$, $z_k = m + e^{s} \epsilon_k$ (reparameterised).
+    r"""$\log w_k = \log p(x, z_k) - \log q(z_k)$, $z_k = \mu + s \odot \epsilon_k$ (reparameterised).
 
     Args:
       key: PRNG key; log_joint_fn: ``(x, z) -> log p(x, z)``; x: ``(D,)``;
-      q: a :class:`GaussianQ` of ``(d,)`` arrays; num_samples: K.
+      q: a :class:`GaussianQ` of ``(d,)`` arrays; num_samples: $K$.
 
     Returns:
       ``(K,)``, differentiable in ``q``.
@@ -62,7 +62,7 @@ def batch_log_weights(key, log_joint_fn: Callable, xs: jax.Array, q: GaussianQ,
 
     Args:
       key: PRNG key (split into one per point); log_joint_fn: ``(x, z) -> log p(x, z)``;
-      xs: ``(N, D)``; q: :class:`GaussianQ` of ``(N, d)`` arrays; num_samples: K.
+      xs: ``(N, D)``; q: :class:`GaussianQ` of ``(N, d)`` arrays; num_samples: $K$.
 
     Returns:
       ``(N, K)``.

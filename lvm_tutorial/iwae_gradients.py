@@ -1,9 +1,9 @@
 r"""Gradient estimators of the IWAE bound, for the proposal and for the model, and their signal-to-noise.
 
 The model is a fixed $\log p(x, z)$ (one $x$); the proposal is a diagonal Gaussian
-$q_\phi(z) = \mathcal N(\mu, \sigma^2)$ with $\phi = (\mu, \log\sigma)$, reparameterised as
-$z_k = \mu + \sigma \odot \epsilon_k$. With $\log w_k = \log p(x, z_k) - \log q_\phi(z_k)$ and the
-normalised weights $\tilde w_k = w_k / \sum_j w_j$, the bound and its gradient are
+$q_\phi(z) = \mathcal N(\mu, \operatorname{diag} s^2)$ with $\phi = (\mu, \log s)$, reparameterised as
+$z_k = \mu + s \odot \epsilon_k$. With $\log w_k = \log p(x, z_k) - \log q_\phi(z_k)$ and the
+normalised weights $\tilde w_k = w_k / \sum_l w_l$, the bound and its gradient are
 
 $$\mathrm{IWAE}_K = \log \frac1K \sum_{k=1}^K w_k, \qquad
   \nabla_\phi \mathrm{IWAE}_K = \sum_{k=1}^K \tilde w_k \, \nabla_\phi \log w_k$$
@@ -32,7 +32,7 @@ $$\nabla_\phi \log w_k = \underbrace{\frac{\partial \log w_k}{\partial z_k}
 
 At the exact posterior every $\log w_k$ equals $\log p(x)$, so the path parts vanish: STL and DReG
 return zero, while the standard estimator keeps the score part, $-\frac1K \sum_k \partial_\phi
-\log q_\phi(z_k)$, of variance $1/(K\sigma^2)$ in $\mu$ and $2/K$ in $\log\sigma$.
+\log q_\phi(z_k)$, of variance $1/(K s^2)$ in $\mu$ and $2/K$ in $\log s$.
 
 Every estimator takes ``(key, log_joint_fn, mean, log_scale, num_samples, num_draws)`` and returns
 ``(d_mean, d_log_scale)``, each ``(num_draws, d)``: one gradient of one $K$-sample bound per draw.
@@ -66,7 +66,7 @@ __all__ = [
 
 
 def _log_weights(log_joint_fn, mean, log_scale, eps, path_only):
-    r"""$\log w_k$ for $z_k = \mu + \sigma\epsilon_k$; with ``path_only`` q's density sees stopped $\phi$."""
+    r"""$\log w_k$ for $z_k = \mu + s \odot \epsilon_k$; with ``path_only`` q's density sees stopped $\phi$."""
     noise = jax.lax.broadcast_to_rank(jnp.exp(log_scale), eps.ndim) * eps    # (d,) against (K, d)
     z = jax.lax.broadcast_to_rank(mean, eps.ndim) + noise
     if path_only:
@@ -122,12 +122,12 @@ def iwae_grad(key, log_joint_fn, mean, log_scale, num_samples, num_draws):
     r"""The standard reparameterised gradient $\nabla_\phi \mathrm{IWAE}_K$, by autodiff.
 
     $$\hat g = \nabla_\phi \log \frac1K \sum_{k=1}^K
-      \frac{p(x, \mu + \sigma\epsilon_k)}{q_\phi(\mu + \sigma\epsilon_k)}, \qquad
+      \frac{p(x, \mu + s \odot \epsilon_k)}{q_\phi(\mu + s \odot \epsilon_k)}, \qquad
       \epsilon_k \sim \mathcal N(0, I)$$
 
     (Burda et al., 2016). Args: ``key``; ``log_joint_fn``: ``(..., d) -> (...)``; ``mean``,
-    ``log_scale``: ``(d,)``; ``num_samples``: K; ``num_draws``: N. Returns ``(d_mean,
-    d_log_scale)``, each ``(N, d)``.
+    ``log_scale``: $\mu$ and $\log s$, ``(d,)``; ``num_samples``: $K$; ``num_draws``. Returns
+    ``(d_mean, d_log_scale)``, each ``(num_draws, d)``.
     """
     return _draws(_iwae_one, key, log_joint_fn, mean, log_scale, num_samples, num_draws)
 
@@ -164,7 +164,7 @@ def weighted_average_iwae_grad(key, log_joint_fn, mean, log_scale, num_samples, 
     r"""The IWAE gradient as a self-normalised average of per-sample gradients.
 
     $$\nabla_\phi \mathrm{IWAE}_K = \sum_{k=1}^K \tilde w_k \nabla_\phi \log w_k,
-      \qquad \tilde w_k = \frac{w_k}{\sum_j w_j}$$
+      \qquad \tilde w_k = \frac{w_k}{\sum_l w_l}$$
 
     (Burda et al., 2016, eq. 11): the Jacobian of the $K$ log-weights, averaged with the
     normalised weights. Equal to :func:`iwae_grad` on the same key, to rounding. Arguments and
@@ -177,14 +177,15 @@ def iwae_model_grad(key, log_joint_fn, params, mean, log_scale, num_samples, num
     r"""The gradient of $\mathrm{IWAE}_K$ for the model's parameters $\theta$ (the decoder's).
 
     $$\nabla_\theta \mathrm{IWAE}_K = \sum_{k=1}^K \tilde w_k \,\nabla_\theta \log p_\theta(x, z_k),
-      \qquad z_k = \mu + \sigma \odot \epsilon_k$$
+      \qquad z_k = \mu + s \odot \epsilon_k$$
 
     (Burda et al., 2016): $q$ does not depend on $\theta$, so there is no score part, and the
     estimator is unbiased for $\nabla_\theta\, \mathbb E[\mathrm{IWAE}_K]$. Its signal-to-noise
     ratio grows like $\sqrt K$ (Rainforth et al., 2018), where the proposal's falls like
     $1/\sqrt K$. Args: ``key``; ``log_joint_fn``: ``(params, z (..., d)) -> (...)``; ``params``:
-    any pytree; ``mean``, ``log_scale``: ``(d,)``; ``num_samples``: K; ``num_draws``: N. Returns
-    a pytree like ``params`` whose leaves have a leading axis of N. On one key it draws the same
+    any pytree; ``mean``, ``log_scale``: $\mu$ and $\log s$, ``(d,)``; ``num_samples``: $K$;
+    ``num_draws``. Returns a pytree like ``params`` whose leaves have a leading axis of
+    ``num_draws``. On one key it draws the same
     $\epsilon$ as :func:`iwae_grad`.
     """
     one = functools.partial(_model_one, params)
@@ -195,7 +196,7 @@ def gradient_snr(samples: jax.Array) -> jax.Array:
     r"""Signal-to-noise ratio per coordinate, $|\bar g| / s_g$ over the first axis.
 
     $\bar g$ is the sample mean, $s_g$ the sample standard deviation (Rainforth et al., 2018).
-    ``(N, ...)`` to ``(...)``.
+    ``(num_draws, ...)`` to ``(...)``.
     """
     return jnp.abs(jnp.mean(samples, axis=0)) / jnp.std(samples, axis=0, ddof=1)
 
@@ -203,10 +204,11 @@ def gradient_snr(samples: jax.Array) -> jax.Array:
 def gradient_snr_se(samples: jax.Array) -> jax.Array:
     r"""Delta-method standard error of :func:`gradient_snr`, per coordinate.
 
-    With mean $m$, standard deviation $s$ and central moments $\mu_3, \mu_4$:
-    $$\operatorname{Var}\widehat{\mathrm{SNR}} \approx \frac1N\Big[1 - \frac{m\,\mu_3}{s^4}
-      + \frac{m^2(\mu_4 - s^4)}{4 s^6}\Big],$$
-    which is $(1 + \mathrm{SNR}^2/2)/N$ for Gaussian samples. ``(N, ...)`` to ``(...)``.
+    With $M$ draws of mean $\bar g$, standard deviation $s_g$ and central moments
+    $\mu_3, \mu_4$ (local names, not $q$'s mean):
+    $$\operatorname{Var}\widehat{\mathrm{SNR}} \approx \frac1M\Big[1 - \frac{\bar g\,\mu_3}{s_g^4}
+      + \frac{\bar g^2(\mu_4 - s_g^4)}{4 s_g^6}\Big],$$
+    which is $(1 + \mathrm{SNR}^2/2)/M$ for Gaussian samples. ``(M, ...)`` to ``(...)``.
     """
     num = samples.shape[0]
     mean = jnp.mean(samples, axis=0)
@@ -219,8 +221,8 @@ def gradient_snr_se(samples: jax.Array) -> jax.Array:
 
 
 class SNRCurve(NamedTuple):
-    """Gradient SNR against K: ``num_samples`` (J,); ``snr`` and ``se`` are ``(d_mean, d_log_scale)``,
-    each ``(J, d)``."""
+    """Gradient SNR against K: ``num_samples`` (G,), G sample counts; ``snr`` and ``se`` are
+    ``(d_mean, d_log_scale)``, each ``(G, d)``."""
     num_samples: np.ndarray
     snr: tuple[jax.Array, jax.Array]
     se: tuple[jax.Array, jax.Array]
@@ -248,8 +250,9 @@ def snr_against_num_samples(key, grad_fn: Callable, log_joint_fn, mean, log_scal
 def log_log_slope(num_samples, snr, se) -> tuple[jax.Array, jax.Array]:
     r"""Weighted least-squares slope $b$ of $\log \mathrm{SNR} = a + b \log K$, and its SE.
 
-    Each point is weighted by $1/\sigma_j^2$ with $\sigma_j = \mathrm{se}_j / \mathrm{SNR}_j$ (the
-    delta method for the log). ``num_samples`` (J,); ``snr``, ``se`` (J, ...); returns the slope and
+    Each point $i$ is weighted by $(\mathrm{SNR}_i / \mathrm{se}_i)^2$, the inverse variance of
+    $\log \mathrm{SNR}_i$ (the delta method). ``num_samples`` (G,), G sample counts; ``snr``,
+    ``se`` (G, ...); returns the slope and
     its standard error, each ``(...)``. The SE is the sampling error of the points alone: a curve
     that is not a straight line on log-log axes has a slope that depends on the range of K.
     Rainforth et al.'s result for the standard IWAE proposal gradient is $b \to -\tfrac12$.

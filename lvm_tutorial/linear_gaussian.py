@@ -82,9 +82,12 @@ def posterior_diag(model: LinearGaussian, x: jax.Array) -> tuple[jax.Array, jax.
 
 
 def kl_diag_to_full(q_mean, q_log_scale, mean, cov) -> jax.Array:
-    r"""$\mathrm{KL}\big(\mathcal N(m_q, \operatorname{diag} s^2) \,\|\, \mathcal N(m, \Sigma)\big)
-    = \tfrac12\big[\operatorname{tr}(\Sigma^{-1} S) + (m - m_q)^\top \Sigma^{-1}(m - m_q) - d
-      + \log|\Sigma| - \log|S|\big]$."""
+    r"""$\mathrm{KL}\big(\mathcal N(\mu_q, \operatorname{diag} s^2) \,\|\, \mathcal N(\mu, \Sigma)\big)
+    = \tfrac12\big[\operatorname{tr}(\Sigma^{-1} S) + (\mu - \mu_q)^\top \Sigma^{-1}(\mu - \mu_q) - d
+      + \log|\Sigma| - \log|S|\big]$,
+
+    with $S = \operatorname{diag} s^2$; ``q_mean`` and ``q_log_scale`` hold $\mu_q$ and $\log s$,
+    ``mean`` and ``cov`` hold $\mu$ and $\Sigma$ (for example the exact posterior's)."""
     d = q_mean.shape[-1]
     prec = jnp.linalg.inv(cov)
     diff = mean - q_mean
@@ -94,7 +97,7 @@ def kl_diag_to_full(q_mean, q_log_scale, mean, cov) -> jax.Array:
 
 
 def log_weights(key, model: LinearGaussian, x, q_mean, q_log_scale, num_samples: int) -> jax.Array:
-    r"""$\log w_k = \log p(x, z_k) - \log q(z_k)$ with $z_k \sim q = \mathcal N(m_q, s^2)$; shape ``(num_samples,)``."""
+    r"""$\log w_k = \log p(x, z_k) - \log q(z_k)$ with $z_k \sim q = \mathcal N(\mu_q, \operatorname{diag} s^2)$; shape ``(num_samples,)``."""
     z = diag_normal_sample(key, q_mean, q_log_scale, num_samples)
     return log_joint(model, x, z) - diag_normal_log_prob(z, q_mean, q_log_scale)
 

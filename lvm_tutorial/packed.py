@@ -1,7 +1,7 @@
 r"""Estimators of many examples packed one after another into flat buffers of log-weights.
 
-SUMO gives every example its own random number of samples $m + K_e$. Padding every example to
-the longest would waste most of the work (``E[K]`` is about 5 while ``K`` reaches hundreds), so
+SUMO gives every example its own random number of samples $m + J_e$. Padding every example to
+the longest would waste most of the work ($\mathbb E[J]$ is about 5 while $J$ reaches hundreds), so
 the examples of a training step are laid end to end in buffers of a fixed number of slots
 (:func:`pack_microbatches`), and :func:`packed_estimates` computes each example's SUMO (or
 IWAE) from its run of slots. Nothing here knows the model: the slots hold log-weights.
@@ -39,7 +39,7 @@ class MicroBatches(NamedTuple):
 def pack_microbatches(lengths: np.ndarray, buffer_size: int) -> MicroBatches:
     """Pack each step's examples, in order, into as few buffers of ``buffer_size`` slots as fit.
 
-    ``lengths`` ``(S, B)``: the number of slots of example ``b`` of step ``s`` (``m + K`` for
+    ``lengths`` ``(S, B)``: the number of slots of example ``b`` of step ``s`` (``m + J`` for
     SUMO), each at most ``buffer_size``. Greedy: an example opens a new micro-batch of its step
     when it does not fit in the current one.
     """
@@ -83,14 +83,14 @@ def pack_microbatches(lengths: np.ndarray, buffer_size: int) -> MicroBatches:
 
 def packed_estimates(log_weights: jax.Array, segment_ids: jax.Array, positions: jax.Array,
                      num_segments: int, estimator: SUMO | IWAE) -> jax.Array:
-    r"""SUMO (or $\mathrm{IWAE}_n$) of every example of a packed buffer, from its run of slots.
+    r"""SUMO (or $\mathrm{IWAE}_K$) of every example of a packed buffer, from its run of slots.
 
     Example $e$ owns a contiguous run of slots (``segment_ids == e``, ``positions`` $0, 1,
     \dots$); slots with ``segment_ids == num_segments`` are padding. With the prefix log-sums
     $\ell_k = \log \sum_{i \le k} w_i$ inside the example (:func:`~lvm_tutorial.estimators.segment_cumlogsumexp`),
-    $\mathrm{IWAE}_n = \ell_n - \log n$ and, for an example of $m + K_e$ slots (Luo et al., 2020),
+    $\mathrm{IWAE}_K = \ell_K - \log K$ and, for an example of $m + J_e$ slots (Luo et al., 2020),
 
-    $$\mathrm{SUMO}_e = \ell_m - \log m + \sum_{j=1}^{K_e} \frac{1}{P(K \ge j)}
+    $$\mathrm{SUMO}_e = \ell_m - \log m + \sum_{j=1}^{J_e} \frac{1}{P(J \ge j)}
       \Big[\log\big(1 + e^{\log w_{m+j} - \ell_{m+j-1}}\big) - \log\Big(1 + \frac{1}{m+j-1}\Big)\Big],$$
 
     each bracket being $\mathrm{IWAE}_{m+j} - \mathrm{IWAE}_{m+j-1}$ written so that nothing
@@ -99,8 +99,8 @@ def packed_estimates(log_weights: jax.Array, segment_ids: jax.Array, positions: 
     Args:
       log_weights, segment_ids, positions: ``(L,)`` each.
       num_segments: the static number of seats ``B``.
-      estimator: :class:`~lvm_tutorial.estimators.SUMO` (the example's length is $m + K_e$) or
-        :class:`~lvm_tutorial.estimators.IWAE` (every example has ``num_samples`` slots).
+      estimator: :class:`~lvm_tutorial.estimators.SUMO` (the example's length is $m + J_e$) or
+        :class:`~lvm_tutorial.estimators.IWAE` (every example has $K$ = ``num_samples`` slots).
 
     Returns:
       ``(num_segments,)``; 0 for an empty seat.

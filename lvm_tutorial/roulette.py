@@ -1,12 +1,12 @@
 r"""Russian-roulette estimators of a convergent series (Lyne et al., 2015), before SUMO.
 
-For a series $S = \sum_{k \ge 1} a_k$ and a random number of terms $K \in \{1, 2, \dots\}$,
+For a series $S = \sum_{j \ge 1} a_j$ and a random number of terms $J \in \{1, 2, \dots\}$,
 
-$$\hat S = \sum_{k=1}^{K} \frac{a_k}{P(K \ge k)}, \qquad
-  \mathbb E[\hat S] = \sum_{k \ge 1} a_k \, \frac{P(K \ge k)}{P(K \ge k)} = S ,$$
+$$\hat S = \sum_{j=1}^{J} \frac{a_j}{P(J \ge j)}, \qquad
+  \mathbb E[\hat S] = \sum_{j \ge 1} a_j \, \frac{P(J \ge j)}{P(J \ge j)} = S ,$$
 
-at an expected cost of $\mathbb E[K] = \sum_{k \ge 1} P(K \ge k)$ terms. The chapter's example
-is the geometric tail $P(K \ge k) = \rho^{k-1}$ (so $\mathbb E[K] = 1/(1-\rho)$). SUMO
+at an expected cost of $\mathbb E[J] = \sum_{j \ge 1} P(J \ge j)$ terms. The chapter's example
+is the geometric tail $P(J \ge j) = \rho^{j-1}$ (so $\mathbb E[J] = 1/(1-\rho)$). SUMO
 (:mod:`lvm_tutorial.estimators`) is this estimator applied to the telescoping series of
 IWAE bounds.
 """
@@ -34,7 +34,7 @@ def _check_rho(rho):
 
 
 def geometric_survival(k: jax.Array, rho: float) -> jax.Array:
-    r"""$P(K \ge k) = \rho^{k-1}$ for $k \ge 1$ (and 1 for $k \le 1$); ``k`` any integer array.
+    r"""$P(J \ge j) = \rho^{j-1}$ for $j \ge 1$ (and 1 for $j \le 1$); $j$ = ``k``, any integer array.
 
     ``rho`` may be traced (a float in (0, 1)), so one compiled program serves every tail.
     """
@@ -45,11 +45,11 @@ def geometric_survival(k: jax.Array, rho: float) -> jax.Array:
 
 
 def sample_geometric_num_terms(key: jax.Array, shape: tuple[int, ...], rho: float) -> jax.Array:
-    r"""Draw $K$ with $P(K \ge k) = \rho^{k-1}$ by the inverse CDF:
-    $K = 1 + \lfloor \log U / \log \rho \rfloor$, $U \sim \mathrm{Uniform}(0, 1]$.
+    r"""Draw $J$ with $P(J \ge j) = \rho^{j-1}$ by the inverse CDF:
+    $J = 1 + \lfloor \log U / \log \rho \rfloor$, $U \sim \mathrm{Uniform}(0, 1]$.
 
     ``U`` is a float32 uniform, resolved to $2^{-23}$ ($2^{-52}$ under ``jax_enable_x64``), so
-    $K$ never exceeds
+    $J$ never exceeds
     $1 + \lfloor 23 \log 2 / \log(1/\rho) \rfloor$ (14 for $\rho = 0.3$, 72 for $\rho = 0.8$):
     the terms past that cap are never reached, a bias of at most their sum (about $10^{-4}$
     for the chapter's geometric series at $\rho = 0.3$). SUMO's sampler
@@ -62,12 +62,12 @@ def sample_geometric_num_terms(key: jax.Array, shape: tuple[int, ...], rho: floa
 
 
 def roulette_sum(terms: jax.Array, num_terms: jax.Array, survival: jax.Array) -> jax.Array:
-    r"""$\hat S = \sum_{k=1}^{K} a_k / P(K \ge k)$, with the terms past $K$ masked out.
+    r"""$\hat S = \sum_{j=1}^{J} a_j / P(J \ge j)$, with the terms past $J$ masked out.
 
     Args:
-      terms: ``(..., L)``, entry ``k-1`` holds $a_k$.
-      num_terms: integer $K$ of shape ``(...)``, $1 \le K \le L$ (data: it may be traced).
-      survival: ``(L,)`` or ``(..., L)``, entry ``k-1`` holds $P(K \ge k) > 0$.
+      terms: ``(..., L)``, entry ``j-1`` holds $a_j$.
+      num_terms: integer $J$ of shape ``(...)``, $1 \le J \le L$ (data: it may be traced).
+      survival: ``(L,)`` or ``(..., L)``, entry ``j-1`` holds $P(J \ge j) > 0$.
 
     Returns:
       ``(...)``.
@@ -83,7 +83,7 @@ def roulette_sum(terms: jax.Array, num_terms: jax.Array, survival: jax.Array) ->
     if k is not None and k.size and (k.min() < 1 or k.max() > length):
         raise ValueError(f"num_terms must be in [1, {length}] (the number of terms given), got "
                          f"values in [{k.min()}, {k.max()}]")
-    # explicit broadcasting to one rank: K (...) against the term index (L,), terms against survival
+    # explicit broadcasting to one rank: J (...) against the term index (L,), terms against survival
     rank = max(jnp.ndim(terms), jnp.ndim(survival), jnp.ndim(num_terms) + 1)
     to_rank = jax.lax.broadcast_to_rank
     keep = to_rank(jnp.arange(1, length + 1), rank) <= to_rank(jnp.asarray(num_terms)[..., None], rank)
@@ -92,19 +92,19 @@ def roulette_sum(terms: jax.Array, num_terms: jax.Array, survival: jax.Array) ->
 
 
 class RouletteMoments(NamedTuple):
-    """Exact moments of a roulette estimator: its mean, its variance and the expected cost E[K]."""
+    """Exact moments of a roulette estimator: its mean, its variance and the expected cost E[J]."""
     mean: float
     variance: float
     expected_cost: float
 
 
 def roulette_moments(terms, survival) -> RouletteMoments:
-    r"""Exact moments of $\hat S$ when $K$ ranges over $1, \dots, L$ (numpy, float64).
+    r"""Exact moments of $\hat S$ when $J$ ranges over $1, \dots, L$ (numpy, float64).
 
-    With $Y_K = \sum_{k \le K} a_k / P(K \ge k)$ and $P(K = k) = P(K \ge k) - P(K \ge k+1)$
-    (taking $P(K \ge L+1) = 0$): $\mathbb E[\hat S] = \sum_k P(K = k)\, Y_k$,
-    $\mathrm{Var}[\hat S] = \sum_k P(K = k)\, (Y_k - \mathbb E[\hat S])^2$,
-    $\mathbb E[K] = \sum_k P(K \ge k)$. For an infinite series, pass enough terms that the
+    With $Y_J = \sum_{i \le J} a_i / P(J \ge i)$ and $P(J = j) = P(J \ge j) - P(J \ge j+1)$
+    (taking $P(J \ge L+1) = 0$): $\mathbb E[\hat S] = \sum_j P(J = j)\, Y_j$,
+    $\mathrm{Var}[\hat S] = \sum_j P(J = j)\, (Y_j - \mathbb E[\hat S])^2$,
+    $\mathbb E[J] = \sum_j P(J \ge j)$. For an infinite series, pass enough terms that the
     tail beyond $L$ no longer moves these numbers; a divergent variance shows up as growth
     with $L$.
 
@@ -112,7 +112,7 @@ def roulette_moments(terms, survival) -> RouletteMoments:
     tails it sums under- and overflow float32 long before they stop mattering.
 
     Args:
-      terms, survival: ``(L,)`` each, entry ``k-1`` for term $k$.
+      terms, survival: ``(L,)`` each, entry ``j-1`` for term $j$.
     """
     terms = np.asarray(terms, dtype=np.float64)
     survival = np.asarray(survival, dtype=np.float64)

@@ -1,15 +1,15 @@
 r"""Data parallelism for the packed trainer: which device computes which example, and the plan.
 
-With a mesh of $D$ devices along one axis (:func:`data_mesh`), every training step's $B$
-examples are split into $D$ groups of $B / D$, one group per device; the parameters are
+With a mesh of $R$ devices along one axis (:func:`data_mesh`), every training step's $B$
+examples are split into $R$ groups of $B / R$, one group per device; the parameters are
 replicated, each device computes the gradient of its group, and the gradients are summed
 across devices before one optimiser step that every device applies identically
 (:func:`lvm_tutorial.training.run_steps_sharded`).
 
-SUMO makes the groups unequal: example $b$ needs $m + K_b$ importance samples ("slots"), with
-$K_b$ heavy-tailed, and a step lasts as long as its busiest device. :func:`assign_examples`
+SUMO makes the groups unequal: example $b$ needs $m + J_b$ importance samples ("slots"), with
+$J_b$ heavy-tailed, and a step lasts as long as its busiest device. :func:`assign_examples`
 therefore chooses each step's groups to equalise the slots per device, largest example first
-(the LPT rule of Graham, 1969, here with $B / D$ examples per device), and
+(the LPT rule of Graham, 1969, here with $B / R$ examples per device), and
 :func:`pack_per_device` packs each device's group into its own micro-batches
 (:func:`lvm_tutorial.packed.pack_microbatches`), giving every device the same number of
 micro-batches per step (the short ones padded with empty items). Since all randomness is keyed
@@ -44,12 +44,12 @@ def data_mesh(num_devices: int | None = None, devices=None) -> jax.sharding.Mesh
 
 
 def assign_examples(lengths: np.ndarray, num_devices: int, balance: bool = True) -> np.ndarray:
-    r"""Which examples each device computes, per step: ``(S, D, B / D)`` example indices.
+    r"""Which examples each device computes, per step: ``(S, R, B / R)`` example indices.
 
     ``lengths`` ``(S, B)``: the slots of every example of every step. Without ``balance``,
-    device $d$ takes examples $d B/D, \dots, (d+1) B/D - 1$ (the usual contiguous split).
+    device $r$ takes examples $r B/R, \dots, (r+1) B/R - 1$ (the usual contiguous split).
     With it, each step's examples are taken longest first, each to the device with the fewest
-    slots so far among those with fewer than $B / D$ examples (Graham's LPT rule with a
+    slots so far among those with fewer than $B / R$ examples (Graham's LPT rule with a
     cardinality limit): the busiest device then has at most the mean load plus one example's
     length. Each device's examples are listed in increasing order.
     """
@@ -78,9 +78,9 @@ def pack_per_device(lengths: np.ndarray, assignment: np.ndarray, buffer_size: in
     """Pack each device's examples into its own micro-batches, aligned across devices.
 
     Returns a :class:`~lvm_tutorial.packed.MicroBatches` with a device axis: ``segment_ids``
-    and ``positions`` ``(T, D, L)``, ``example_weight`` ``(T, D, B / D)`` ($1 / B$ for a real
+    and ``positions`` ``(T, R, L)``, ``example_weight`` ``(T, R, B / R)`` ($1 / B$ for a real
     example: the gradients summed over devices are the step's mean), and ``first``
-    ``(T, D, B / D)`` the example index each seat holds; ``step`` and ``last`` ``(T,)`` are
+    ``(T, R, B / R)`` the example index each seat holds; ``step`` and ``last`` ``(T,)`` are
     shared. Step $s$ has as many micro-batches as its busiest device needs; a device with
     fewer gets empty ones (no slot filled, weight 0).
     """
@@ -89,7 +89,7 @@ def pack_per_device(lengths: np.ndarray, assignment: np.ndarray, buffer_size: in
     _, num_devices, seats = assignment.shape
     plans = [pack_microbatches(np.take_along_axis(lengths, assignment[:, d], axis=1), buffer_size)
              for d in range(num_devices)]
-    counts = np.stack([np.bincount(p.step, minlength=steps) for p in plans])     # (D, S)
+    counts = np.stack([np.bincount(p.step, minlength=steps) for p in plans])     # (R, S)
     per_step = counts.max(axis=0)
     offset = np.cumsum(per_step) - per_step
     total = int(per_step.sum())
@@ -111,8 +111,8 @@ def pack_per_device(lengths: np.ndarray, assignment: np.ndarray, buffer_size: in
 
 
 class LoadBalance(NamedTuple):
-    """The work of each device: ``slots`` ``(S, D)`` the samples of real examples each device
-    computes per step; ``max_over_mean`` $\\sum_s \\max_d / \\sum_s \\mathrm{mean}_d$ of them
+    """The work of each device: ``slots`` ``(S, R)`` the samples of real examples each device
+    computes per step; ``max_over_mean`` $\\sum_s \\max_r / \\sum_s \\mathrm{mean}_r$ of them
     (1 when every step is even: a step lasts as long as its busiest device); ``padding`` the
     share of the devices' computed slots that hold no example (empty seats of a buffer rung,
     empty micro-batches, a device waiting for the busiest), and ``micro_batches`` per step."""
@@ -128,8 +128,8 @@ def load_balance(lengths: np.ndarray, assignment: np.ndarray, plan: MicroBatches
     ``rungs`` that holds its filled slots (as :mod:`~lvm_tutorial.sumo_training` does), and all
     devices wait for the largest one before summing their gradients."""
     lengths = np.asarray(lengths)
-    slots = np.take_along_axis(lengths[:, None, :], assignment, axis=2).sum(axis=2)   # (S, D)
-    filled = (plan.segment_ids < plan.example_weight.shape[2]).sum(axis=2)          # (T, D)
+    slots = np.take_along_axis(lengths[:, None, :], assignment, axis=2).sum(axis=2)   # (S, R)
+    filled = (plan.segment_ids < plan.example_weight.shape[2]).sum(axis=2)          # (T, R)
     computed = np.asarray(rungs)[np.searchsorted(rungs, filled)]
     busiest = computed.max(axis=1).sum() * slots.shape[1]
     return LoadBalance(slots, float(slots.max(axis=1).sum() / slots.mean(axis=1).sum()),

@@ -1,8 +1,8 @@
-r"""The exact SUMO trainer: any amortised latent-variable model, a fresh $K$ per example per step.
+r"""The exact SUMO trainer: any amortised latent-variable model, a fresh $J$ per example per step.
 
 Luo et al. (2020) train a model $p_\theta(x) = \int p_\theta(x, z)\,dz$ with SUMO, an unbiased
-estimator of $\log p_\theta(x)$ built from $m + K$ importance samples of an encoder
-$q_\phi(z \mid x)$, $K$ random. Two uses, as :class:`DensityEstimation` and
+estimator of $\log p_\theta(x)$ built from $m + J$ importance samples of an encoder
+$q_\phi(z \mid x)$, $J$ random. Two uses, as :class:`DensityEstimation` and
 :class:`DensityMatching`:
 
 - density estimation on data: the decoder maximises $\frac1B \sum_b \mathrm{SUMO}(x_b)$;
@@ -11,11 +11,11 @@ $q_\phi(z \mid x)$, $K$ random. Two uses, as :class:`DensityEstimation` and
   $\frac1B \sum_b [\mathrm{SUMO}(x_b) - \log p^*(x_b)]$.
 
 In both, the encoder minimises $\frac1B\sum_b \mathrm{SUMO}(x_b)^2$, SUMO's variance up to a
-constant (the paper's choice). With ``estimator=IWAE(n)`` the same machinery trains with
-$\mathrm{IWAE}_n$ instead (the encoder then maximises the bound), so that a comparison at equal
+constant (the paper's choice). With ``estimator=IWAE(K)`` the same machinery trains with
+$\mathrm{IWAE}_K$ instead (the encoder then maximises the bound), so that a comparison at equal
 expected cost measures the estimators, not the code around them.
 
-How (:mod:`lvm_tutorial.packed`): every example's $K$ is drawn up front; the examples of a step
+How (:mod:`lvm_tutorial.packed`): every example's $J$ is drawn up front; the examples of a step
 are laid end to end in a buffer (a few sizes, :func:`buffer_rungs`), a step that overflows the
 largest is split into micro-batches whose gradients add up before the optimiser step, and the micro-batches
 run in :func:`lvm_tutorial.training.run_steps`, the book's one training scan. All randomness is
@@ -66,7 +66,7 @@ def _example_keys(noise_key, step, examples):
 
 
 def _slot_log_weights(log_joint_fn, decoder, q_mean, q_log_scale, x, eps, segment_ids):
-    r"""$\log w_t = \log p_\theta(x_e, z_t) - \log q_\phi(z_t \mid x_e)$, $z_t = \mu_\phi(x_e) + \sigma_\phi(x_e)\epsilon_t$,
+    r"""$\log w_t = \log p_\theta(x_e, z_t) - \log q_\phi(z_t \mid x_e)$, $z_t = \mu_\phi(x_e) + s_\phi(x_e) \odot \epsilon_t$,
     for every slot $t$ of seat $e$ = ``segment_ids[t]`` (0 on padding). Shapes: ``q_mean`` (B, d),
     ``x`` (B, D), ``eps`` (L, d), ``segment_ids`` (L,); returns (L,)."""
     batch, latent_dim = q_mean.shape
@@ -177,7 +177,7 @@ class _PackedGrad(NamedTuple):
 
 class SumoInfo(NamedTuple):
     """Per step: ``loss`` the decoder's objective, ``encoder_loss`` the encoder's, and
-    ``num_terms`` the $K$ of every example ``(steps, B)`` (None for IWAE); ``load`` the work of
+    ``num_terms`` the $J$ of every example ``(steps, B)`` (None for IWAE); ``load`` the work of
     each device (:class:`~lvm_tutorial.sharding.LoadBalance`, None without a mesh)."""
     loss: np.ndarray
     encoder_loss: np.ndarray
@@ -192,8 +192,8 @@ def _draw_num_terms(key, num_steps: int, batch_size: int, tail):
 
 
 def draw_lengths(key, estimator: SUMO | IWAE, num_steps: int, batch_size: int):
-    """Slots per example ``(num_steps, batch_size)``: $m + K$ with $K$ drawn per step from
-    ``fold_in(key, step)`` for SUMO, ``num_samples`` for IWAE; and the $K$ (or None)."""
+    """Slots per example ``(num_steps, batch_size)``: $m + J$ with $J$ drawn per step from
+    ``fold_in(key, step)`` for SUMO, $K$ = ``num_samples`` for IWAE; and the $J$ (or None)."""
     if isinstance(estimator, IWAE):
         return np.full((num_steps, batch_size), int(estimator.num_samples)), None
     num_terms = np.asarray(_draw_num_terms(key, int(num_steps), int(batch_size), estimator.tail))
@@ -204,8 +204,8 @@ def draw_lengths(key, estimator: SUMO | IWAE, num_steps: int, batch_size: int):
 def buffer_rungs(estimator: SUMO | IWAE, batch_size: int) -> tuple[int, ...]:
     r"""The buffer sizes a micro-batch may use, smallest first (multiples of 32).
 
-    IWAE: one, ``B n``. SUMO: the 50 %, 80 %, 95 % and 99.5 % quantiles of a step's slot count
-    $\sum_b (m + K_b)$, from $2^{14}$ simulated steps (a fixed key: the same rungs on every
+    IWAE: one, $B K$. SUMO: the 50 %, 80 %, 95 % and 99.5 % quantiles of a step's slot count
+    $\sum_b (m + J_b)$, from $2^{14}$ simulated steps (a fixed key: the same rungs on every
     call). A step above the largest rung is split into micro-batches.
     """
     if isinstance(estimator, IWAE):
@@ -239,7 +239,7 @@ def fit_sumo(key, model: LatentModel, params: VAEParams, optimizer: optax.Gradie
              rungs: tuple[int, ...] | None = None, chunk_size: int = 128,
              mesh: jax.sharding.Mesh | None = None, balance: bool = True) -> tuple[TrainState, SumoInfo]:
     r"""Train ``model`` with exact SUMO (or IWAE): every example of every step gets its own
-    $K$ and all its $m + K$ samples, no cap.
+    $J$ and all its $m + J$ samples, no cap.
 
     Args:
       key: PRNG key; the run's randomness is keyed by (step, example, slot) from it.
@@ -255,14 +255,14 @@ def fit_sumo(key, model: LatentModel, params: VAEParams, optimizer: optax.Gradie
       rungs: the buffer sizes of :func:`buffer_rungs` (a micro-batch holds the largest, and
         computes on the smallest that fits); chunk_size: micro-batches per compiled call. Neither
         changes the results beyond rounding. One program is compiled per pair, and one more only
-        for an example whose $m + K$ alone exceeds the largest rung (for the default tail and
-        $B = 32$, $P(K > 380)$ is about $10^{-17}$ per example).
-      mesh: a one-axis mesh of $D$ devices (:func:`~lvm_tutorial.sharding.data_mesh`), or None
-        for one device. With a mesh each step's examples are split over the devices, $B / D$
-        each (``batch_size`` a multiple of $D$), the parameters replicated, and the gradients
+        for an example whose $m + J$ alone exceeds the largest rung (for the default tail and
+        $B = 32$, $P(J > 380)$ is about $10^{-17}$ per example).
+      mesh: a one-axis mesh of $R$ devices (:func:`~lvm_tutorial.sharding.data_mesh`), or None
+        for one device. With a mesh each step's examples are split over the devices, $B / R$
+        each (``batch_size`` a multiple of $R$), the parameters replicated, and the gradients
         summed across devices before each optimiser step
         (:func:`~lvm_tutorial.training.run_steps_sharded`); the rungs are then those of
-        $B / D$ examples. balance: assign the examples so as to even out the slots per device
+        $B / R$ examples. balance: assign the examples so as to even out the slots per device
         (:func:`~lvm_tutorial.sharding.assign_examples`), else contiguously. The results
         equal those without a mesh up to rounding, whatever the assignment.
 
@@ -306,7 +306,7 @@ def _fit_sharded(mesh, balance, model, objective, estimator, optimizer, state, l
     decoder_losses, encoder_losses = [], []
     for items, apply, used in _chunks(plan, chunk_size, seats):
         segment_ids, positions, example_weight, step, first = items
-        step = np.broadcast_to(step[:, None], first.shape[:2])       # every leaf (T, D, ...)
+        step = np.broadcast_to(step[:, None], first.shape[:2])       # every leaf (T, R, ...)
         state, (dec, enc) = run_steps_sharded(grad_fn, optimizer, state, (
             segment_ids, positions, example_weight, step, first), apply, context, mesh=mesh)
         decoder_losses.append(np.asarray(dec)[:used])
@@ -377,7 +377,7 @@ def fit_sumo_seeds(keys, model: LatentModel, params: VAEParams, optimizer: optax
                    buffer: int | None = None, chunk_size: int = 128) -> tuple[TrainState, SumoInfo]:
     r""":func:`fit_sumo` for several runs at once, vectorised over seeds with ``jax.vmap``.
 
-    Run ``r`` is ``fit_sumo(keys[r], model, params[r], ...)``: the same draws of $K$, the same
+    Run ``i`` is ``fit_sumo(keys[i], model, params[i], ...)``: the same draws of $J$, the same
     noise and minibatches, equal up to rounding. Every run keeps its own packing plan; a call
     takes ``chunk_size`` micro-batches of every run (a run with fewer pads with empty ones), so
     all runs share one compiled program
@@ -386,13 +386,13 @@ def fit_sumo_seeds(keys, model: LatentModel, params: VAEParams, optimizer: optax
     differs between runs would compute every branch.
 
     Args:
-      keys: ``(R,)`` PRNG keys, one per run.
-      params: :class:`~lvm_tutorial.vae.VAEParams` whose leaves have a leading axis ``R``
+      keys: ``(num_runs,)`` PRNG keys, one per run.
+      params: :class:`~lvm_tutorial.vae.VAEParams` whose leaves have a leading axis ``num_runs``
         (e.g. ``jax.vmap(init)(keys)``), ignored when ``state`` (stacked the same way) is given.
       The other arguments as :func:`fit_sumo`; ``data`` is shared by all runs.
 
     Returns:
-      ``(state, SumoInfo)``, each leaf with a leading axis ``R`` (``loss`` ``(R, num_steps)``).
+      ``(state, SumoInfo)``, each leaf with a leading axis ``num_runs`` (``loss`` ``(num_runs, num_steps)``).
     """
     num_steps, batch_size = int(num_steps), int(batch_size)
     _check_arguments(num_steps, batch_size, chunk_size, objective, data, estimator)
@@ -457,7 +457,7 @@ def _packed_values(model, estimator, params, noise_key, x, segment_ids, position
 def packed_log_prob(key, model: LatentModel, params: VAEParams, x, estimator: SUMO | IWAE = SUMO(), *,
                     batch_size: int = 32) -> np.ndarray:
     r"""Estimates of $\log p_\theta(x_n)$ for the rows of ``x`` (N, D), computed in the packed
-    buffers of :func:`fit_sumo`: SUMO with a fresh $K$ for each row (unbiased, no cap), or IWAE.
+    buffers of :func:`fit_sumo`: SUMO with a fresh $J$ for each row (unbiased, no cap), or IWAE.
     Row $n$ is example ``n % batch_size`` of step ``n // batch_size``. Returns ``(N,)``."""
     x = np.asarray(x, np.float32)
     if x.ndim != 2:

@@ -191,12 +191,12 @@ def _scan_vmapped(grad_fn, optimizer, states, inputs, apply, context, context_ax
 def run_steps_vmapped(grad_fn: Callable, optimizer: optax.GradientTransformation, states: TrainState,
                       inputs, apply: jax.Array | None = None, context=None,
                       context_axes=0) -> tuple[TrainState, object]:
-    """:func:`run_steps` for ``R`` independent runs at once (seeds), vectorised with ``jax.vmap``.
+    """:func:`run_steps` for ``num_runs`` independent runs at once (seeds), vectorised with ``jax.vmap``.
 
-    ``states``, ``inputs`` and ``apply`` carry a leading axis of size ``R``; ``context_axes``
+    ``states``, ``inputs`` and ``apply`` carry a leading axis of size ``num_runs``; ``context_axes``
     says which leaves of ``context`` do too (``0``) and which all runs share (``None``), as
     ``vmap``'s ``in_axes`` (a tuple for a tuple context, e.g. ``(0, None, 0)``). All runs step
-    together, one compiled program for all of them: run ``r`` equals ``run_steps`` on its own
+    together, one compiled program for all of them: run ``i`` equals ``run_steps`` on its own
     slices up to rounding. Under ``vmap`` a ``lax.cond`` or ``lax.switch`` whose predicate
     differs between runs evaluates every branch, so give ``grad_fn`` one code path per item.
     """
@@ -212,7 +212,7 @@ class _DeviceSum(NamedTuple):
     that ``grad_fn``'s gradient is this device's share alone. Differentiated as replicated
     values, they would get a gradient already summed over the devices (the transpose of a
     replication is a sum; JAX's "Autodiff and sharding"), and the ``psum`` would then count
-    it $D$ times, a scale that Adam's normalised step hides.
+    it $R$ times, a scale that Adam's normalised step hides.
     """
     grad_fn: Callable
     axis: str
@@ -241,9 +241,9 @@ def run_steps_sharded(grad_fn: Callable, optimizer: optax.GradientTransformation
                       mesh: jax.sharding.Mesh) -> tuple[TrainState, object]:
     r""":func:`run_steps` with every item split over the devices of a one-axis ``mesh``.
 
-    Data parallel: every leaf of ``inputs`` is ``(T, D, ...)``, $D$ the mesh's size, and device
-    $d$ computes ``grad_fn(params, item[:, d], context)`` on its share; the gradients (and the
-    info) are summed over the devices, $g = \sum_d g_d$ (``jax.lax.psum`` inside
+    Data parallel: every leaf of ``inputs`` is ``(T, R, ...)``, $R$ the mesh's size, and device
+    $r$ computes ``grad_fn(params, item[:, r], context)`` on its share; the gradients (and the
+    info) are summed over the devices, $g = \sum_r g_r$ (``jax.lax.psum`` inside
     ``jax.shard_map``), and every device applies the same optimiser step to its copy of the
     parameters, which therefore stay replicated. ``state``, ``apply`` and ``context`` are
     replicated on every device (placed there by this function; arrays already placed so are
@@ -302,9 +302,9 @@ def fit(key, loss_fn: Callable, params, optimizer: optax.GradientTransformation,
       data: ``None`` (the loss draws its own batch from its key) or an array of examples along
         axis 0, from which each step takes ``batch_size`` without replacement (the whole array
         when ``batch_size`` is ``None``).
-      mesh: None (one device), or a one-axis mesh of $D$ devices
+      mesh: None (one device), or a one-axis mesh of $R$ devices
         (:func:`~lvm_tutorial.sharding.data_mesh`): each step's batch is split over them along
-        its first axis ($D$ must divide it) and the rest left to the compiler (``jit`` with
+        its first axis ($R$ must divide it) and the rest left to the compiler (``jit`` with
         shardings: the parameters and ``data`` replicated, the gradient's sum over the batch
         becomes a sum across devices). The same computation, so the same results up to
         rounding, random draws included (``jax_threefry_partitionable``).

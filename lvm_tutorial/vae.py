@@ -34,7 +34,7 @@ class VAEParams(NamedTuple):
 class LatentModel(NamedTuple):
     r"""An amortised latent-variable model as two pure functions, for the trainers that take any model.
 
-    ``encode_fn(encoder_params, x)``: $(\mu_\phi(x), \log\sigma_\phi(x))$ of a diagonal Gaussian
+    ``encode_fn(encoder_params, x)``: $(\mu_\phi(x), \log s_\phi(x))$ of a diagonal Gaussian
     $q_\phi(z \mid x)$, ``x`` (..., D) to two (..., d). ``log_joint_fn(decoder_params, x, z)``:
     $\log p_\theta(x, z) = \log p_\theta(x \mid z) + \log p(z)$, ``x`` (..., D) and ``z``
     (..., d) to (...). Parameters are :class:`VAEParams` ``(encoder, decoder)``.
@@ -84,7 +84,7 @@ def vae_init(key, data_dim: int, latent_dim: int, hidden: tuple[int, ...] = (64,
 
 
 def encode(params: VAEParams, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    r"""$(\mu_\phi(x), \log\sigma_\phi(x))$ of $q_\phi(z \mid x)$."""
+    r"""$(\mu_\phi(x), \log s_\phi(x))$ of $q_\phi(z \mid x) = \mathcal N(\mu_\phi(x), \operatorname{diag} s_\phi(x)^2)$."""
     return gaussian_head(params.encoder, x)
 
 
@@ -131,17 +131,17 @@ def vae_sample(key, params: VAEParams, num_samples: int, likelihood: str = "gaus
 
 
 def kl_to_standard_normal(mean: jax.Array, log_scale: jax.Array) -> jax.Array:
-    r"""Each unit's $\mathrm{KL}\big(\mathcal N(\mu_u, \sigma_u^2) \,\|\, \mathcal N(0, 1)\big)$.
+    r"""Each unit's $\mathrm{KL}\big(\mathcal N(\mu_u, s_u^2) \,\|\, \mathcal N(0, 1)\big)$.
 
-    $$\mathrm{KL}_u = \tfrac12\big(\mu_u^2 + \sigma_u^2 - 1\big) - \log\sigma_u ,$$
+    $$\mathrm{KL}_u = \tfrac12\big(\mu_u^2 + s_u^2 - 1\big) - \log s_u ,$$
 
     summed over $u$ the KL term of the ELBO's reconstruction $-$ KL form,
     $\mathcal L = \mathbb E_q[\log p_\theta(x \mid z)] - \mathrm{KL}(q_\phi(z \mid x) \,\|\, p(z))$
     (Kingma & Welling, 2014, appendix B). Written with ``expm1`` so that a unit at the prior
-    ($\mu = 0$, $\log\sigma \approx 0$) gives a small KL without cancellation.
+    ($\mu = 0$, $\log s \approx 0$) gives a small KL without cancellation.
 
     Args:
-      mean, log_scale: $\mu$ and $\log\sigma$, ``(..., d)``.
+      mean, log_scale: $\mu$ and $\log s$, ``(..., d)``.
 
     Returns:
       ``(..., d)``, non-negative.

@@ -26,7 +26,7 @@ def test_score_checker():
         "wrong sign": lambda z, m, s: (-score(z, m, s)[0], score(z, m, s)[1]),
         "not by the scale": lambda z, m, s: ((z - m) * jnp.exp(-s), score(z, m, s)[1]),
         "-1 from the normaliser": lambda z, m, s: (score(z, m, s)[0], score(z, m, s)[1] + 1.0),
-        "with respect to sigma": lambda z, m, s: (score(z, m, s)[0], score(z, m, s)[1] * jnp.exp(-s)),
+        "with respect to s;": lambda z, m, s: (score(z, m, s)[0], score(z, m, s)[1] * jnp.exp(-s)),
     }
     for hint, fn in wrong.items():
         feedback = check_gaussian_score(fn)
@@ -37,9 +37,9 @@ def test_leave_one_out_checker():
     assert check_leave_one_out(leave_one_out_baseline).passed
     wrong = {
         "includes the sample itself": lambda v: jnp.full(v.shape, jnp.mean(v)),
-        "not N": lambda v: (jnp.sum(v) - v) / v.shape[0],
+        "not K": lambda v: (jnp.sum(v) - v) / v.shape[0],
         "sum of the others": lambda v: jnp.sum(v) - v,
-        "must not be f(z_n)": lambda v: v,
+        "must not be f(z_k)": lambda v: v,
     }
     for hint, fn in wrong.items():
         feedback = check_leave_one_out(fn)

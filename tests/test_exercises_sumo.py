@@ -26,7 +26,7 @@ def test_roulette_checker():
         "multiply": lambda t, k, s: jnp.sum((t * s)[:k]),
         "one term too many": lambda t, k, s: jnp.sum((t / s)[:k + 1]),
         "one term too few": lambda t, k, s: jnp.sum((t / s)[:k - 1]),
-        "stop at K": lambda t, k, s: jnp.sum(t / s),
+        "stop at J": lambda t, k, s: jnp.sum(t / s),
     }
     for hint, fn in wrong.items():
         feedback = check_roulette_sum(fn)
@@ -46,8 +46,8 @@ def _sumo(log_w, k, m, weight_index, base=True, weighted=True, num=None):
 def test_sumo_checker():
     assert check_sumo(lambda lw, k, m: _sumo(lw, k, m, lambda j, m: j)).passed
     wrong = {
-        "P(K >= m + j), as source 001": lambda lw, k, m: _sumo(lw, k, m, lambda j, m: m + j),
-        "your estimate is IWAE_{m+K}": lambda lw, k, m: _sumo(lw, k, m, None, weighted=False),
+        "P(J >= m + j), as source 001": lambda lw, k, m: _sumo(lw, k, m, lambda j, m: m + j),
+        "your estimate is IWAE_{m+J}": lambda lw, k, m: _sumo(lw, k, m, None, weighted=False),
         "base term IWAE_m is missing": lambda lw, k, m: _sumo(lw, k, m, lambda j, m: j, base=False),
         "shifted by one": lambda lw, k, m: _sumo(lw, k, m, lambda j, m: j + 1),
         "too many or too few": lambda lw, k, m: _sumo(lw, k, m, lambda j, m: j, num=k + 1),
@@ -79,7 +79,7 @@ def test_tail_rate_checker():
         "subtract the m fixed terms": lambda B, m, a: 1 / (a * (B - harmonic(a))),
         "H_{alpha-1}); from alpha on": lambda B, m, a: 1 / (a * (B - m - harmonic(a + 1))),
         "not 1/b": lambda B, m, a: 1 / (B - m - harmonic(a)),
-        "E[K] includes the head": lambda B, m, a: 1 / (a * (B - m)),
+        "E[J] includes the head": lambda B, m, a: 1 / (a * (B - m)),
         "that is 1/b": lambda B, m, a: a * (B - m - harmonic(a)),
     }
     for hint, fn in wrong.items():

@@ -14,8 +14,10 @@ def reference_elbo(log_joint, log_q):
 
 
 def reference_diag_gaussian_kl(mean_q, log_scale_q, mean_p, log_scale_p):
-    r"""$\mathrm{KL}(q\|p) = \sum_d \big[\log\sigma_{p,d} - \log\sigma_{q,d}
-    + \frac{\sigma_{q,d}^2 + (\mu_{q,d} - \mu_{p,d})^2}{2\sigma_{p,d}^2} - \frac12\big]$; all ``(D,)``."""
+    r"""$\mathrm{KL}(q\|p) = \sum_u \big[\log\sigma_{p,u} - \log s_u
+    + \frac{s_u^2 + (\mu_u - \mu_{p,u})^2}{2\sigma_{p,u}^2} - \frac12\big]$ for
+    $q = \mathcal N(\mu, \operatorname{diag} s^2)$, $p = \mathcal N(\mu_p, \operatorname{diag}\sigma_p^2)$;
+    all four arguments ``(d,)``."""
     mean_q, log_scale_q, mean_p, log_scale_p = map(np.asarray, (mean_q, log_scale_q, mean_p, log_scale_p))
     var_ratio = np.exp(2 * (log_scale_q - log_scale_p))
     mahalanobis = (mean_q - mean_p) ** 2 * np.exp(-2 * log_scale_p)
@@ -67,7 +69,7 @@ def _diagnose_kl(got, want, args):
     mq, sq, mp, sp = (np.asarray(a, np.float64) for a in args)
     suspects = [
         (reference_diag_gaussian_kl(mq, sq / 2, mp, sp / 2),
-         "you treated log_scale as a log-variance. Here log_scale = log sigma, so the variance is "
+         "you treated log_scale as a log-variance. Here log_scale = log s (log sigma_p for p), so the variance is "
          "exp(2 * log_scale); source 001 writes logvar = 2 * log_scale."),
         (reference_diag_gaussian_kl(mp, sp, mq, sq), "you computed KL(p || q). The ELBO's gap is KL(q || p): the "
                                    "expectation is under q, and q's variance goes in the numerator."),
