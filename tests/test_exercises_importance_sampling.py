@@ -93,9 +93,9 @@ def test_shifted_moment_reference_passes():
 @pytest.mark.parametrize("wrong, hint", [
     (lambda d, n: jnp.exp(good_log_shifted_moment(d, n)), "its logarithm"),
     (lambda d, n: 2 * good_log_shifted_moment(d, n), "factor 1/2"),
-    (lambda d, n: n * n / 2 * jnp.sum(jnp.asarray(d) ** 2), "not n^2 / 2"),
-    (lambda d, n: (n - 1) / 2 * jnp.sum(jnp.asarray(d) ** 2), "factor n is missing"),
-    (lambda d, n: n * (n + 1) / 2 * jnp.sum(jnp.asarray(d) ** 2), "not n (n + 1) / 2"),
+    (lambda d, n: n * n / 2 * jnp.sum(jnp.asarray(d) ** 2), "not nu^2 / 2"),
+    (lambda d, n: (n - 1) / 2 * jnp.sum(jnp.asarray(d) ** 2), "factor nu is missing"),
+    (lambda d, n: n * (n + 1) / 2 * jnp.sum(jnp.asarray(d) ** 2), "not nu (nu + 1) / 2"),
     (lambda d, n: n * (n - 1) / 2 * jnp.sum(jnp.abs(jnp.asarray(d))), "enters squared"),
     (lambda d, n: n * (n - 1) / 2 * jnp.sum(jnp.asarray(d)) ** 2, "the logs add"),
     (lambda d, n: good_log_shifted_moment(d, n) + 0.01, "differs from the reference"),

@@ -90,9 +90,9 @@ def check_effective_sample_size(ess_fn: Callable) -> Feedback:
 
 
 def reference_log_shifted_moment(delta, order):
-    r"""$\log \mathbb E_q[(w/p(x))^n] = \frac{n(n-1)}{2} \lVert\delta\rVert^2$ for a Gaussian
+    r"""$\log \mathbb E_q[(w/p(x))^\nu] = \frac{\nu(\nu-1)}{2} \lVert\delta\rVert^2$ for a Gaussian
     posterior and the proposal $q$ of equal widths shifted by $\delta_i$ posterior standard
-    deviations in coordinate $i$; ``delta`` ``(d,)``, ``order`` $n \ge 1$; returns a scalar."""
+    deviations in coordinate $i$; ``delta`` ``(d,)``, ``order`` $\nu \ge 1$; returns a scalar."""
     delta = np.asarray(delta, np.float64)
     return order * (order - 1) / 2 * np.sum(delta**2)
 
@@ -111,31 +111,31 @@ def _diagnose_shifted(got, want, args):
     sq, n = np.sum(delta**2), order
     suspects = [
         (np.exp(want), "that is the moment itself; the exercise asks for its logarithm (the "
-                       "moments overflow float32 quickly: e^48 at delta = (2, 2), n = 4)."),
+                       "moments overflow float32 quickly: e^48 at delta = (2, 2), nu = 4)."),
         (n * (n - 1) * sq, "twice too large: the Gaussian exponent carries a factor 1/2, "
                            "exp(-(u - delta)^2 / 2), and it survives completing the square."),
-        (n * n / 2 * sq, "the power is n (n - 1) / 2, not n^2 / 2: p^n / q^(n-1) has n - 1 "
-                         "factors of q in the denominator, and with n = 1 the mean weight is "
+        (n * n / 2 * sq, "the power is nu (nu - 1) / 2, not nu^2 / 2: p^nu / q^(nu-1) has nu - 1 "
+                         "factors of q in the denominator, and with nu = 1 the mean weight is "
                          "exactly 1 (log 0)."),
-        ((n - 1) / 2 * sq, "a factor n is missing: completing the square in u leaves "
-                           "(n - 1)^2 delta^2 / 2 + (n - 1) delta^2 / 2 = n (n - 1) delta^2 / 2."),
-        (n * (n + 1) / 2 * sq, "the power is n (n - 1) / 2, not n (n + 1) / 2: the n-th moment "
-                               "is the integral of p^n / q^(n-1), with n - 1 powers of q."),
+        ((n - 1) / 2 * sq, "a factor nu is missing: completing the square in u leaves "
+                           "(nu - 1)^2 delta^2 / 2 + (nu - 1) delta^2 / 2 = nu (nu - 1) delta^2 / 2."),
+        (n * (n + 1) / 2 * sq, "the power is nu (nu - 1) / 2, not nu (nu + 1) / 2: the nu-th moment "
+                               "is the integral of p^nu / q^(nu-1), with nu - 1 powers of q."),
         (n * (n - 1) / 2 * np.sum(np.abs(delta)), "the shift enters squared, |delta|^2 = "
                                                   "sum_i delta_i^2, not sum_i |delta_i|."),
         (n * (n - 1) / 2 * np.sum(delta) ** 2, "the coordinates are independent, so the logs "
                                                "add: sum_i delta_i^2, not (sum_i delta_i)^2."),
         (np.log(np.expm1(want)) if want > 0 else None, "that is log Var[w/p] = "
                                                        "log(E[(w/p)^2] - 1); the exercise asks "
-                                                       "for the moment E[(w/p)^n] itself."),
+                                                       "for the moment E[(w/p)^nu] itself."),
     ]
     return match_suspect(got, [(v, h) for v, h in suspects if v is not None])
 
 
 def check_log_shifted_moment(log_moment_fn: Callable) -> Feedback:
-    r"""Check ``log_moment_fn(delta, order)`` returns $\log \mathbb E_q[(w/p)^n]$ for the shifted
+    r"""Check ``log_moment_fn(delta, order)`` returns $\log \mathbb E_q[(w/p)^\nu]$ for the shifted
     proposal (:func:`reference_log_shifted_moment`)."""
     return compare(log_moment_fn, reference_log_shifted_moment, _shifted_cases(),
                    _diagnose_shifted, rtol=1e-5, atol=1e-5,
-                   success="your log-moment matches n (n - 1) |delta|^2 / 2: the second "
+                   success="your log-moment matches nu (nu - 1) |delta|^2 / 2: the second "
                            "moment of the table's shifted proposal is e^8.")
